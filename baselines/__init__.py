@@ -1,0 +1,1 @@
+"""Baseline GANs, each a recipe for the shared trainer."""

@@ -1,0 +1,263 @@
+"""The `stylegan-anime` command: train, generate, prepare-data.
+
+User mistakes (bad flags, missing data, unreadable checkpoints) are one line on stderr, `error: ...`,
+exit code 2, never a traceback. Ctrl-C during training saves a checkpoint and exits with 130.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from .data import DataError
+from .models import get_recipe, model_names
+from .training.checkpoint import CheckpointError, find_resume, load_checkpoint, new_run_dir
+from .training.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, validate
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-model hyperparameter flags, generated from every recipe's Config dataclass.
+def _model_fields() -> dict[str, tuple[dataclasses.Field, dict[str, object]]]:
+    """field name -> (field, {model: default}) over all registered models."""
+    fields: dict[str, tuple[dataclasses.Field, dict[str, object]]] = {}
+    for name in model_names():
+        for f in dataclasses.fields(get_recipe(name).Config):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if f.name in fields:
+                fields[f.name][1][name] = default
+            else:
+                fields[f.name] = (f, {name: default})
+    return fields
+
+
+def _model_options(func):
+    for fname, (f, defaults) in sorted(_model_fields().items(), reverse=True):
+        flag = "--" + fname.replace("_", "-")
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
+        per_model = ", ".join(f"{m} {d}" for m, d in defaults.items())
+        help_text = f"{f.metadata.get('help', '')} [default: {per_model}]"
+        if kind is bool:
+            opt = click.option(f"{flag}/--no-{flag[2:]}", fname, default=None, help=help_text)
+        elif "choices" in f.metadata:
+            opt = click.option(flag, fname, type=click.Choice(f.metadata["choices"]), default=None, help=help_text)
+        else:
+            opt = click.option(flag, fname, type=kind, default=None, help=help_text)
+        func = opt(func)
+    return func
+
+
+# ---------------------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="stylegan-anime")
+def cli():
+    """stylegan-anime: StyleGAN2-first GAN trainer for anime faces, with DCGAN/WGAN/WGAN-GP baselines.
+
+    \b
+    Examples:
+      stylegan-anime train --data demo --size 64 --model dcgan --kimg 5
+      stylegan-anime train --data ~/faces --size 128 --outdir runs
+      stylegan-anime train --resume auto --outdir runs --kimg 200
+      stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64 --seeds 0-63 --grid grid.png
+      stylegan-anime prepare-data ~/faces.zip faces-64 --size 64
+    """
+
+
+TRAIN_EXAMPLES = """
+\b
+Examples:
+  # a few minutes on a laptop CPU, built-in procedural faces, no download
+  stylegan-anime train --data demo --size 64 --model dcgan --dim 32 --kimg 3
+  # your own folder (or .zip, or a set packed by prepare-data) at 128 px
+  stylegan-anime train --data ~/anime-faces --size 128 --model wgan-gp --outdir runs
+  # gradient accumulation: global batch 64 as 4 rounds of 16
+  stylegan-anime train --data faces.zip --batch 64 --batch-gpu 16
+  # continue the newest run in runs/ (optimisers, kimg and RNG restored), train to 500 kimg
+  stylegan-anime train --resume auto --outdir runs --kimg 500
+
+--data takes a folder (recursive; jpg/jpeg/png/webp/bmp), a .zip, a packed set, 'demo' (10,000 procedural
+faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C saves a checkpoint.
+"""
+
+
+@cli.command(epilog=TRAIN_EXAMPLES)
+@click.option("--data", help="folder | file.zip | packed set | demo | demo:N")
+@click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
+@click.option("--model", type=click.Choice(model_names()), default="dcgan", show_default=True)
+@click.option("--batch-gpu", type=int, default=None, help="images per forward pass; batch/batch-gpu rounds are accumulated")
+@click.option("--kimg", type=float, default=100.0, show_default=True, help="train until this many kimg of reals were shown")
+@click.option("--outdir", default="runs", show_default=True, help="runs are written to OUTDIR/NNNNN-model-data-size")
+@click.option("--resume", default=None, help="'auto' (newest run in --outdir) or a checkpoint / run folder")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True, help="mixed precision")
+@click.option("--xflip/--no-xflip", default=False, show_default=True, help="random horizontal flips of the reals")
+@click.option("--snap", "snap_kimg", type=float, default=10.0, show_default=True, help="checkpoint every N kimg")
+@click.option("--grid", "grid_kimg", type=float, default=2.0, show_default=True, help="sample grid every N kimg")
+@click.option("--log", "log_kimg", type=float, default=0.5, show_default=True, help="scalars to TensorBoard every N kimg")
+@click.option("--keep", type=int, default=3, show_default=True, help="checkpoints kept (newest)")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--workers", type=int, default=None, help="processes for decoding images when packing a dataset")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
+@_model_options
+@click.pass_context
+def train(ctx, **kw):
+    """Train a GAN (any model) on a folder, zip, packed set or the built-in demo faces."""
+    from .data import open_dataset
+    from .training.trainer import Interrupted, Trainer
+
+    given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    model_keys = set(_model_fields())
+    resume = kw.pop("resume")
+    state = None
+    if resume == "auto":
+        found = find_resume(kw["outdir"])
+        if found is None:
+            click.echo(f"--resume auto: no checkpoint in {kw['outdir']}; starting a new run", err=True)
+        else:
+            state = load_checkpoint(found)
+    elif resume:
+        state = load_checkpoint(resume)
+
+    cfg = _new_config(kw, given, model_keys) if state is None else _resumed_config(state, kw, given, model_keys)
+    validate(cfg)
+    if state is not None and state["progress"]["nimg"] >= cfg.kimg * 1000:
+        raise ConfigError(f"the run already reached {state['progress']['nimg'] / 1000:g} kimg; "
+                          f"pass a larger --kimg to train further")
+    dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)  # errors before any folder
+    if state is None:
+        run_dir = new_run_dir(cfg.outdir, _run_name(cfg))
+    else:
+        run_dir = Path(state["path"]).parent.parent
+        click.echo(f"resuming {run_dir} at kimg {state['progress']['nimg'] / 1000:.2f} from {state['path']}", err=True)
+    click.echo(f"run folder: {run_dir}", err=True)
+    trainer = Trainer(cfg, run_dir, dataset=dataset, resume=state)
+    try:
+        path = trainer.train()
+    except Interrupted as e:
+        click.echo(f"interrupted at kimg {trainer.nimg / 1000:.2f}; checkpoint saved to {e.checkpoint}\n"
+                   f"continue with: stylegan-anime train --resume {run_dir}", err=True)
+        sys.exit(130)
+    click.echo(f"done: {cfg.kimg:g} kimg; checkpoint {path}\n"
+               f"view: tensorboard --logdir {cfg.outdir}", err=True)
+
+
+def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
+    if not kw.get("data"):
+        raise ConfigError("--data is required: a folder of images, a .zip, a packed set, or 'demo'")
+    recipe_cls = get_recipe(kw["model"])
+    own = {f.name for f in dataclasses.fields(recipe_cls.Config)}
+    foreign = sorted((given & model_keys) - own)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise ConfigError(f"{flags} does not apply to --model {kw['model']}")
+    model_cfg = dataclasses.asdict(recipe_cls.make_config(**{k: kw[k] for k in own}))
+    trainer_kw = {k: v for k, v in kw.items() if k not in model_keys}
+    return TrainConfig(**trainer_kw, model_cfg=model_cfg)
+
+
+def _resumed_config(state: dict, kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
+    saved = TrainConfig.from_dict(state["config"])
+    for key in sorted(given - {"outdir", "resume"}):
+        if key in RESUMABLE_OVERRIDES or key == "data":
+            setattr(saved, key, kw[key])
+            continue
+        old = saved.model_cfg.get(key) if key in model_keys else getattr(saved, key, None)
+        if kw[key] != old:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} {kw[key]} differs from the resumed run's {old}; "
+                              f"drop the flag or start a new run")
+    return saved
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    data = "demo" if cfg.data.startswith("demo") else Path(cfg.data.rstrip("/")).stem or "data"
+    return f"{cfg.model}-{data}-{cfg.size}"
+
+
+# ---------------------------------------------------------------------------------------------------
+GENERATE_EXAMPLES = """
+\b
+Examples:
+  stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64 --seeds 0-63 --grid grid.png
+  stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64/checkpoints/ckpt-000100000.pt \\
+      --count 1000 --outdir submission      # 1.jpg ... 1000.jpg (NTU HW6 layout)
+"""
+
+
+@cli.command(epilog=GENERATE_EXAMPLES)
+@click.option("--checkpoint", required=True, help="a checkpoint file, or a run folder (its newest checkpoint)")
+@click.option("--seeds", default=None, help="seeds for --grid, e.g. 0-63 or 1,5,9 [default: 0-63]")
+@click.option("--grid", type=click.Path(dir_okay=False), default=None, help="write one grid picture here")
+@click.option("--cols", type=int, default=None, help="grid columns [default: square]")
+@click.option("--count", type=int, default=None, help="write COUNT images (seeds 0..COUNT-1, offset by --seed)")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed for --count")
+@click.option("--outdir", type=click.Path(file_okay=False), default=None, help="folder for --count images")
+@click.option("--ext", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+@click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
+@click.option("--batch", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch, device):
+    """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
+    from .generate import Sampler, parse_seeds
+
+    if grid is None and count is None:
+        raise ConfigError("say what to write: --grid FILE (with --seeds) or --count N --outdir DIR")
+    if count is not None and (count < 1 or outdir is None):
+        raise ConfigError("--count needs a positive number and --outdir DIR")
+    if batch < 1:
+        raise ConfigError(f"--batch must be positive, got {batch}")
+    sampler = Sampler(checkpoint, device=device, use_ema=ema)
+    if grid is not None:
+        path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch)
+        click.echo(f"wrote {path}", err=True)
+    if count is not None:
+        sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch)
+        click.echo(f"wrote {count} images to {outdir}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+@cli.command("prepare-data", epilog="""
+\b
+Examples:
+  stylegan-anime prepare-data ~/anime-faces faces-64 --size 64
+  stylegan-anime prepare-data crypko.zip crypko-128 --size 128
+  stylegan-anime train --data faces-64 --size 64
+""")
+@click.argument("source")
+@click.argument("out")
+@click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
+@click.option("--workers", type=int, default=None, help="decoding processes [default: up to 8]")
+def prepare_data(source, out, size, workers):
+    """Decode SOURCE (folder, zip or demo) once into a packed set OUT for fast, repeatable training."""
+    from .data import prepare_dataset
+    from .training.config import SIZES
+
+    if size not in SIZES:
+        raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    ds = prepare_dataset(source, out, size, workers=workers)
+    click.echo(f"packed {len(ds)} images of {size}x{size} into {out}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the click group, turning user mistakes into one-line errors (exit 2)."""
+    try:
+        code = cli.main(args=argv, prog_name="stylegan-anime", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:  # bad flags, missing arguments, wrong types
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except USER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,510 @@
+"""Packed datasets, and the entry points that build or open them.
+
+A *pack* is a directory holding
+
+- ``images.npy``: uint8 ``[N,H,W,3]`` (plain ``.npy``, opened with ``np.load(mmap_mode="r")``);
+- ``dataset.json``: format/version, source, count, size, skipped count, fingerprint and, for
+  labelled sets, ``label_names`` (``{"hair": [...], "eye": [...]}``) and ``labels`` (``[[h, e], ...]``).
+
+Packs are built in a hidden temp directory beside the target and moved into place with
+``os.replace`` only when complete, so an interrupted build never leaves a pack that looks valid.
+:func:`open_dataset` keeps one pack per (source, content, size) in a cache directory and reuses it
+while the source is unchanged; :func:`prepare_dataset` builds one at an explicit location.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+import zlib
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import DataError
+from .images import BACKGROUND, UnreadableImage, load_image
+from .sources import ImageSource, scan_source
+
+FORMAT_NAME = "stylegan-anime-pack"
+FORMAT_VERSION = 1
+IMAGES_FILE = "images.npy"
+META_FILE = "dataset.json"
+
+CACHE_ENV = "STYLEGAN_ANIME_CACHE"
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "stylegan-anime")
+DEMO_SEED = 0
+INLINE_THRESHOLD = 256  # sources smaller than this are decoded in-process, without a Pool
+
+Warn = Callable[[str], None]
+
+
+@dataclass
+class PackedDataset:
+    """An opened pack. ``images`` is a read-only memmap: rows are read from disk on access."""
+
+    path: str
+    images: np.ndarray  # uint8 [N,H,W,3], np.memmap (mode "r")
+    meta: dict
+    labels: np.ndarray | None = None  # int64 [N,K], column k indexes label_names' k-th list
+    label_names: dict[str, list[str]] | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[1])
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def open_dataset(
+    spec: str,
+    size: int,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    warn: Warn | None = None,
+) -> PackedDataset:
+    """Open ``spec`` at ``size`` x ``size``: ``"demo"``/``"demo:N"``, a folder, a zip or a pack.
+
+    Packs are opened directly (their size must equal ``size``); the other kinds are packed once
+    into the cache (``cache_dir``, else ``$STYLEGAN_ANIME_CACHE``, else ``~/.cache/stylegan-anime``)
+    and reused until the source changes.
+    """
+    _check_size(size)
+    spec = str(spec)
+    if not _is_demo_spec(spec):
+        pack_dir = _as_pack_dir(spec)
+        if pack_dir is not None:
+            ds = load_packed(pack_dir)
+            if ds.resolution != size:
+                raise DataError(
+                    f"packed dataset {pack_dir} is {ds.resolution}x{ds.resolution} but size {size} "
+                    f"was requested; re-run prepare-data with --size {size}"
+                )
+            return ds
+    plan = _plan(spec, size)
+    root = os.path.abspath(os.path.expanduser(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR))
+    target = os.path.join(root, plan.cache_name)
+    if is_packed_dir(target):
+        try:
+            return load_packed(target)
+        except DataError:  # damaged entry (e.g. edited by hand): rebuild it
+            shutil.rmtree(target, ignore_errors=True)
+    ds = _build(plan, target, workers, progress, warn, replace_existing=False)
+    _prune_superseded(root, plan)
+    return ds
+
+
+def prepare_dataset(
+    source: str,
+    out: str | os.PathLike,
+    size: int,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    warn: Warn | None = None,
+) -> PackedDataset:
+    """Pack ``source`` (demo spec, folder or zip) into the directory ``out``.
+
+    An existing pack (or empty directory) at ``out`` is replaced; any other existing path is a
+    DataError.
+    """
+    _check_size(size)
+    out = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    if os.path.lexists(out) and not (is_packed_dir(out) or _is_empty_dir(out)):
+        raise DataError(f"refusing to overwrite {out}: it exists and is not a packed dataset")
+    source = str(source)
+    if not _is_demo_spec(source) and _as_pack_dir(source) is not None:
+        raise DataError(f"{source} is already a packed dataset; give prepare-data the original images")
+    return _build(_plan(source, size), out, workers, progress, warn, replace_existing=True)
+
+
+def is_packed_dir(path: str | os.PathLike) -> bool:
+    """True for a directory containing both ``images.npy`` and ``dataset.json``."""
+    return os.path.isfile(os.path.join(path, IMAGES_FILE)) and os.path.isfile(os.path.join(path, META_FILE))
+
+
+def load_packed(path: str | os.PathLike) -> PackedDataset:
+    """Open and validate a pack directory (images memory-mapped read-only)."""
+    path = os.path.abspath(os.fspath(path))
+    try:
+        with open(os.path.join(path, META_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+        images = np.load(os.path.join(path, IMAGES_FILE), mmap_mode="r")  # [N,H,W,3]
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read packed dataset {path}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise DataError(f"{path}/{META_FILE} is not a stylegan-anime packed dataset")
+    if meta.get("version") != FORMAT_VERSION:
+        raise DataError(
+            f"packed dataset {path} has format version {meta.get('version')}, expected "
+            f"{FORMAT_VERSION}; re-run prepare-data"
+        )
+    n = meta.get("count")
+    if (not isinstance(n, int) or n < 1 or images.dtype != np.uint8 or images.ndim != 4
+            or images.shape[0] != n or images.shape[1] != images.shape[2] or images.shape[3] != 3):
+        raise DataError(f"packed dataset {path} is damaged (images.npy shape {images.shape}, count {n})")
+    labels, names = None, meta.get("label_names")
+    if names is not None:
+        try:
+            labels = np.asarray(meta["labels"], dtype=np.int64).reshape(n, len(names))  # [N,K]
+        except (KeyError, ValueError, TypeError):
+            raise DataError(f"packed dataset {path} has damaged labels in {META_FILE}") from None
+        names = {k: list(v) for k, v in names.items()}
+    return PackedDataset(path, images, meta, labels, names)
+
+
+# --------------------------------------------------------------------------- what to build
+
+
+@dataclass(frozen=True)
+class _DemoJob:
+    """Render the procedural demo faces (labelled)."""
+
+    count: int
+    size: int
+
+    def decoder(self) -> "_Decoder":
+        return _DemoDecoder(self.size)
+
+
+@dataclass(frozen=True)
+class _FileJob:
+    """Decode the images of a folder or zip (unlabelled)."""
+
+    source: ImageSource
+    size: int
+
+    def decoder(self) -> "_Decoder":
+        return _FileDecoder(self.source, self.size)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: str  # "demo" | "folder" | "zip"
+    label: str  # shown to the user: the source path, or "demo:N"
+    names: tuple[str, ...] | None  # entry names (None for demo)
+    fingerprint: str
+    size: int
+    job: _DemoJob | _FileJob
+    meta_extra: dict  # label names etc. for dataset.json
+    source_key: str  # hash of (kind, path, size): entries sharing it supersede each other
+    cache_name: str
+
+
+def _plan(spec: str, size: int) -> _Plan:
+    """Resolve a demo spec, folder or zip into a build plan (scans the source once)."""
+    if _is_demo_spec(spec):
+        count = _parse_demo_count(spec)
+        demo = importlib.import_module("stylegan_anime.data.demo")
+        kind, path, names = "demo", None, None
+        label, slug = f"demo:{count}", f"demo{count}"
+        fingerprint = f"demo:{count}:seed{DEMO_SEED}:v{demo.DEMO_VERSION}"
+        job = _DemoJob(count, size)
+        extra = {
+            "demo_version": demo.DEMO_VERSION,
+            "label_names": {"hair": list(demo.HAIR_COLORS), "eye": list(demo.EYE_COLORS)},
+        }
+    else:
+        src = scan_source(spec)
+        kind, path, names = src.kind, src.path, src.names
+        label, slug = src.path, _slug(os.path.basename(src.path.rstrip("/\\")))
+        fingerprint, job, extra = src.fingerprint, _FileJob(src, size), {}
+    source_key = _hash([kind, path, size])[:8]
+    key = _hash([kind, path, fingerprint, size, FORMAT_VERSION, list(BACKGROUND), extra.get("demo_version")])
+    name = f"{kind}-{slug}-{size}px-{source_key}-{key[:16]}"
+    return _Plan(kind, label, names, fingerprint, size, job, extra, source_key, name)
+
+
+def _is_demo_spec(spec: str) -> bool:
+    return spec == "demo" or spec.startswith("demo:")
+
+
+def _parse_demo_count(spec: str) -> int:
+    if spec == "demo":
+        return importlib.import_module("stylegan_anime.data.demo").DEFAULT_COUNT
+    text = spec[len("demo:"):]
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise DataError(f"invalid dataset {spec!r}: use demo or demo:N with N a positive integer")
+    return int(text)
+
+
+def _as_pack_dir(spec: str) -> str | None:
+    """The pack directory ``spec`` names (the dir, or its images.npy/dataset.json), else None."""
+    path = os.path.abspath(os.path.expanduser(spec))
+    if os.path.isfile(path) and os.path.basename(path) in (IMAGES_FILE, META_FILE):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return None
+    if is_packed_dir(path):
+        return path
+    # Half a pack: images.npy alone, or our own dataset.json alone (a foreign dataset.json in an
+    # image folder is just an ignored file).
+    if os.path.isfile(os.path.join(path, IMAGES_FILE)):
+        raise DataError(f"incomplete packed dataset (missing {META_FILE}): {path}")
+    if _is_our_meta(os.path.join(path, META_FILE)):
+        raise DataError(f"incomplete packed dataset (missing {IMAGES_FILE}): {path}")
+    return None
+
+
+def _is_our_meta(meta_path: str) -> bool:
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class _FileDecoder:
+    """Per-process: entry index -> (image [S,S,3] or None if unreadable, None)."""
+
+    _READ_ERRORS = (UnreadableImage, OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
+                    EOFError, zlib.error)
+
+    def __init__(self, source: ImageSource, size: int):
+        self.reader, self.size = source.open(), size
+
+    def __call__(self, i: int) -> tuple[np.ndarray | None, list[int] | None]:
+        try:
+            return load_image(self.reader.read(i), self.size), None
+        except self._READ_ERRORS:
+            return None, None
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class _DemoDecoder:
+    """Per-process: demo index -> (image [S,S,3], [hair, eye])."""
+
+    def __init__(self, size: int):
+        self.demo = importlib.import_module("stylegan_anime.data.demo")
+        self.size = size
+
+    def __call__(self, i: int) -> tuple[np.ndarray, list[int]]:
+        img, hair, eye = self.demo.render_face(DEMO_SEED, i, self.size)
+        img = np.asarray(img)
+        if img.shape != (self.size, self.size, 3) or img.dtype != np.uint8:
+            raise TypeError(f"demo.render_face returned {img.dtype} {img.shape}, expected uint8 "
+                            f"{(self.size, self.size, 3)}")
+        return img, [int(hair), int(eye)]
+
+    def close(self) -> None:
+        pass
+
+
+_Decoder = _FileDecoder | _DemoDecoder
+_Result = tuple[int, "np.ndarray | None", "list[int] | None"]  # (index, image [S,S,3] or None, labels)
+_worker_decoder: _Decoder | None = None  # set in each worker process by _init_worker
+
+
+def _init_worker(job: _DemoJob | _FileJob) -> None:
+    global _worker_decoder
+    _worker_decoder = job.decoder()
+
+
+def _work(indices: range) -> list[_Result]:
+    return [(i, *_worker_decoder(i)) for i in indices]
+
+
+def _decode_all(job, count: int, workers: int, warn: Warn) -> Iterator[_Result]:
+    """Yield (index, image or None, labels or None) for every index, in order."""
+    done = 0
+    if workers > 1 and count >= INLINE_THRESHOLD:
+        try:
+            for result in _decode_pooled(job, count, workers):
+                yield result
+                done += 1
+        except BrokenProcessPool:
+            warn(f"worker processes failed (killed, or unable to start); decoding the remaining "
+                 f"{count - done} images in this process")
+    decoder = job.decoder()
+    try:
+        for i in range(done, count):
+            yield (i, *decoder(i))
+    finally:
+        decoder.close()
+
+
+def _decode_pooled(job, count: int, workers: int) -> Iterator[_Result]:
+    """Decode in ``workers`` spawned processes, keeping a bounded number of chunks in flight."""
+    # "spawn" everywhere: safe when the parent already runs torch/CUDA threads (fork is not).
+    ctx = multiprocessing.get_context("spawn")
+    chunk = max(1, min(64, count // (workers * 8)))
+    chunks = iter(range(a, min(a + chunk, count)) for a in range(0, count, chunk))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,))
+    try:
+        pending = deque(pool.submit(_work, c) for c in itertools.islice(chunks, 4 * workers))
+        while pending:
+            results = pending.popleft().result()
+            pending.extend(pool.submit(_work, c) for c in itertools.islice(chunks, 1))
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: Warn | None,
+           replace_existing: bool) -> PackedDataset:
+    """Decode ``plan`` into a temp dir beside ``target`` and move it into place."""
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    count, size = plan.job.count if plan.kind == "demo" else len(plan.names), plan.size
+    _check_disk_space(parent, count * size * size * 3)
+    workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
+    warn = _default_warn if warn is None else warn
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    try:
+        kept, skipped, labels = _fill(plan, os.path.join(tmp, IMAGES_FILE), count, workers, progress, warn)
+        meta = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "source": plan.label,
+            "source_kind": plan.kind,
+            "count": kept,
+            "size": size,
+            "skipped": len(skipped),
+            "skipped_examples": skipped[:20],
+            "fingerprint": plan.fingerprint,
+            "background": list(BACKGROUND),
+            **plan.meta_extra,
+        }
+        if labels is not None:
+            meta["labels"] = labels
+        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        _install(tmp, target, replace_existing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if skipped:
+        examples = ", ".join(skipped[:3])
+        warn(f"skipped {len(skipped)} unreadable files in {plan.label} (e.g. {examples})")
+    return load_packed(target)
+
+
+def _fill(plan: _Plan, npy_path: str, count: int, workers: int, progress: bool, warn: Warn
+          ) -> tuple[int, list[str], list[list[int]] | None]:
+    """Decode every entry into ``npy_path``; returns (kept count, skipped names, labels or None)."""
+    size = plan.size
+    out = np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+    kept, skipped = 0, []
+    labels: list[list[int]] | None = [] if plan.kind == "demo" else None
+    with tqdm(total=count, desc=f"packing {plan.label}", unit="img", disable=not progress) as bar:
+        for i, img, lab in _decode_all(plan.job, count, workers, warn):
+            if img is None:
+                skipped.append(plan.names[i])
+            else:
+                out[kept] = img  # [S,S,3]; rows stay in source order, skipped ones closed up
+                if labels is not None:
+                    labels.append(lab)
+                kept += 1
+            bar.update(1)
+    out.flush()
+    del out
+    if kept == 0:
+        raise DataError(f"none of the {count} image files in {plan.label} could be read (e.g. {skipped[0]})")
+    if kept < count:
+        _shrink_npy(npy_path, kept)
+    return kept, skipped, labels
+
+
+def _shrink_npy(npy_path: str, rows: int, chunk: int = 1024) -> None:
+    """Keep only the first ``rows`` rows of an .npy file, copying in bounded chunks."""
+    src = np.load(npy_path, mmap_mode="r")
+    tmp_path = npy_path + ".shrink"
+    dst = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=src.dtype, shape=(rows, *src.shape[1:]))
+    for a in range(0, rows, chunk):
+        b = min(a + chunk, rows)
+        dst[a:b] = src[a:b]
+    dst.flush()
+    del src, dst
+    os.replace(tmp_path, npy_path)
+
+
+def _install(tmp: str, target: str, replace_existing: bool) -> None:
+    """Move the finished pack ``tmp`` to ``target``."""
+    if os.path.isdir(target) and _is_empty_dir(target):
+        os.rmdir(target)
+    if not os.path.lexists(target):
+        try:
+            os.replace(tmp, target)
+            return
+        except OSError:
+            if not os.path.lexists(target):
+                raise
+    if not replace_existing:  # another process finished the same cache entry first: use theirs
+        if is_packed_dir(target):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        raise DataError(f"cannot write dataset cache entry {target}: the path is in the way")
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=os.path.dirname(target))
+    os.rmdir(old)
+    os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prune_superseded(root: str, plan: _Plan) -> None:
+    """Delete cache entries for the same source and size built from older contents."""
+    prefix = plan.cache_name[: -16]  # "<kind>-<slug>-<size>px-<source_key>-"
+    for name in os.listdir(root):
+        if name.startswith(prefix) and name != plan.cache_name:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _check_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise DataError(f"image size must be a positive integer, got {size!r}")
+
+
+def _check_disk_space(folder: str, needed: int) -> None:
+    """Fail early: writing a memmap on a full disk crashes the process (SIGBUS) instead of raising."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DataError(f"not enough disk space in {folder}: the pack needs {needed / 2**30:.2f} GiB, "
+                        f"{free / 2**30:.2f} GiB free")
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+
+
+def _hash(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "data"
+
+
+def _default_warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""The shared trainer: recipes, the training loop, checkpoints and logging."""

@@ -1,0 +1,81 @@
+"""Trainer configuration: what the trainer itself needs, independent of the model.
+
+The model's hyperparameters live in the recipe's own dataclass (`RecipeConfig` subclass) and are stored
+next to this one in `model_cfg` so a checkpoint holds the full configuration as plain values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+SIZES = (64, 128)
+AMP_MODES = ("off", "bf16", "fp16")
+
+# Flags that may differ when resuming a run (everything else must match the saved configuration).
+RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress", "device",
+                       "amp", "workers")
+
+
+@dataclass
+class TrainConfig:
+    data: str  # folder, zip, packed dir, 'demo' or 'demo:N'
+    size: int = 64  # output resolution (64 or 128)
+    model: str = "dcgan"
+    batch_gpu: int | None = None  # images per forward pass; None = the global batch (no accumulation)
+    kimg: float = 100.0  # train until this many thousand real images have been shown to D
+    outdir: str = "runs"
+    seed: int = 0
+    amp: str = "off"  # off | bf16 | fp16
+    xflip: bool = False  # random horizontal flips of the reals
+    snap_kimg: float = 10.0  # checkpoint every N kimg (also at the end and on Ctrl-C)
+    grid_kimg: float = 2.0  # sample grid to TensorBoard and PNG every N kimg
+    log_kimg: float = 0.5  # scalars to TensorBoard every N kimg
+    keep: int = 3  # checkpoints kept (newest)
+    grid_size: int = 8  # the sample grid is grid_size x grid_size
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int | None = None  # processes for decoding images when the dataset is packed
+    progress: bool = True
+    model_cfg: dict = field(default_factory=dict)  # the recipe's hyperparameters (asdict of its Config)
+
+    @property
+    def batch(self) -> int:
+        return int(self.model_cfg["batch"])
+
+    @property
+    def rounds(self) -> int:
+        """Gradient accumulation rounds per optimiser step."""
+        return self.batch // (self.batch_gpu or self.batch)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration: reported as one line, exit code 2."""
+
+
+def validate(cfg: TrainConfig) -> None:
+    if cfg.size not in SIZES:
+        raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {cfg.size}")
+    if cfg.amp not in AMP_MODES:
+        raise ConfigError(f"--amp must be one of {', '.join(AMP_MODES)}, got {cfg.amp!r}")
+    batch = cfg.batch
+    if batch < 1:
+        raise ConfigError(f"--batch must be positive, got {batch}")
+    bg = cfg.batch_gpu or batch
+    if bg < 1:
+        raise ConfigError(f"--batch-gpu must be positive, got {bg}")
+    if batch % bg != 0:
+        raise ConfigError(f"--batch {batch} is not divisible by --batch-gpu {bg}")
+    if cfg.kimg <= 0:
+        raise ConfigError(f"--kimg must be positive, got {cfg.kimg}")
+    for name in ("snap_kimg", "grid_kimg", "log_kimg"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.keep < 1:
+        raise ConfigError(f"--keep must be at least 1, got {cfg.keep}")

@@ -1,0 +1,108 @@
+"""A model is a *recipe* plugged into the one trainer.
+
+A recipe owns its networks (`G`, `D`), their optimisers and a list of phases. The trainer owns everything
+else: data, latents, gradient accumulation, mixed precision, EMA of G, logging and checkpoints. One training
+*iteration* runs every phase whose `interval` divides the iteration index, each `repeats` times in order:
+
+    DCGAN:      [D, G]
+    WGAN:       [D x5 (+ weight clipping after each step), G]
+    StyleGAN2:  [Gmain, Greg every 4, Dmain, Dreg every 16]
+
+Real images: repeat k of every phase that `needs_reals` sees the same real batch within an iteration (so a
+lazy regulariser uses the batch of its main phase); kimg counts the real images drawn, i.e. images shown to D.
+
+A phase's loss receives a `Batch` holding ONE accumulation round (batch_gpu samples) and returns a dict of
+scalar tensors: `loss` (the mean over that round; the trainer scales by rounds so the accumulated gradient
+equals the one-big-batch gradient) plus any statistics to log (also means over the round).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RecipeConfig:
+    """Hyperparameters every recipe has. Subclass per model; each field becomes a CLI flag (`--lr-d`).
+
+    Field metadata: `help` (str, shown in --help), optional `choices` (tuple of str).
+    """
+
+    batch: int = field(default=64, metadata={"help": "global batch size (images per optimiser step)"})
+    ema_kimg: float = field(default=0.0, metadata={"help": "half-life of the G EMA in kimg (0: G_ema = G)"})
+    ema_rampup: float = field(
+        default=0.0, metadata={"help": "EMA ramp-up: half-life at most rampup x kimg seen so far (0: off)"}
+    )
+
+
+@dataclass
+class Batch:
+    """One accumulation round of inputs for a phase."""
+
+    z: torch.Tensor  # [n, z_dim] latents drawn by the trainer from N(0, I)
+    reals: torch.Tensor | None = None  # [n, 3, H, W] float in [-1, 1], None if the phase needs no reals
+    labels: torch.Tensor | None = None  # [n, K] int64 labels of the reals (hair, eye ...) when the data has them
+
+
+LossFn = Callable[[Batch], "dict[str, torch.Tensor]"]
+
+
+@dataclass
+class Phase:
+    """One optimiser step of one network, as a loss over a batch."""
+
+    name: str  # TensorBoard prefix: Loss/<name>, e.g. 'D', 'G', 'Dreg'
+    net: str  # key of the network whose parameters this phase trains ('G' or 'D')
+    loss: LossFn
+    repeats: int = 1  # steps per iteration (n_critic for a WGAN critic)
+    interval: int = 1  # run on iterations where iteration % interval == 0 (lazy regularisation)
+    needs_reals: bool = True
+    after_step: Callable[[], None] | None = None  # hook after each optimiser step (e.g. weight clipping)
+
+
+class Recipe:
+    """Base class. Subclasses set `name`, `Config`, and in `__init__` fill nets, opts, phases and z_dim."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[RecipeConfig]] = RecipeConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, cfg: RecipeConfig, resolution: int, device: torch.device):
+        self.cfg = cfg
+        self.resolution = resolution
+        self.device = torch.device(device)
+        self.nets: dict[str, nn.Module] = {}
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.phases: list[Phase] = []
+        self.z_dim: int = 0
+
+    # --- sampling (used by the trainer's grids, `generate` and the tools) ---------------------------
+    def generate(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images [N, 3, H, W] in about [-1, 1] from latents z [N, z_dim] with generator G (G or G_ema)."""
+        return G(z)
+
+    # --- state the recipe owns beyond networks and optimisers (e.g. StyleGAN2's pl_mean) ------------
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # --- helpers -------------------------------------------------------------------------------------
+    @classmethod
+    def make_config(cls, **overrides) -> RecipeConfig:
+        """Config with the model's defaults, overridden by the given (non-None) values."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"model {cls.name!r} has no hyperparameter(s) {', '.join(unknown)}")
+        return cls.Config(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)

@@ -1,0 +1,284 @@
+"""The one training loop. Every model is a recipe (see recipe.py); the trainer owns the rest:
+
+    data            a BatchSampler on the training device
+    latents         z ~ N(0, I) drawn here, for the whole global batch at once, then split into rounds
+    accumulation    global batch = batch_gpu x rounds; each round's loss is scaled by 1/rounds
+    mixed precision torch.autocast (bf16 / fp16); fp16 adds a GradScaler per network
+    safety          a step whose gradients are not finite is skipped (counted in Progress/skipped_steps)
+    EMA of G        half-life ema_kimg, optional ramp-up; BatchNorm buffers are copied
+    output          TensorBoard scalars + grids, PNG grids, checkpoints (periodic, final, on Ctrl-C/SIGTERM)
+
+Resuming from a checkpoint restores networks, optimisers, scalers, recipe state, counters and every random
+stream (torch CPU/CUDA generators and the sampler's), so a resumed run equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+from pathlib import Path
+
+import torch
+
+from ..data import open_dataset
+from ..data.sampler import BatchSampler
+from ..imageio_utils import make_grid, save_image
+from ..models import get_recipe
+from .checkpoint import save_checkpoint
+from .config import TrainConfig
+from .monitor import Monitor
+from .recipe import Batch, Phase, Recipe, set_requires_grad
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
+
+    def __init__(self, checkpoint: Path):
+        super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .config import ConfigError
+        raise ConfigError("--device cuda was asked for, but this torch build sees no CUDA GPU")
+    return device
+
+
+def build_recipe(cfg: TrainConfig, device: torch.device) -> Recipe:
+    recipe_cls = get_recipe(cfg.model)
+    return recipe_cls(recipe_cls.make_config(**cfg.model_cfg), cfg.size, device)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, dataset=None, resume: dict | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.recipe = build_recipe(cfg, self.device)
+        self.G = self.recipe.nets["G"]
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        amp_on = cfg.amp != "off"
+        self.autocast = dict(device_type=self.device.type, dtype=AMP_DTYPES.get(cfg.amp, torch.float32), enabled=amp_on)
+        self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16") for k in self.recipe.opts}
+        if dataset is None:
+            dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)
+        self.sampler = BatchSampler(dataset, self.device, seed=cfg.seed, xflip=cfg.xflip)
+        self.batch_gpu = cfg.batch_gpu or cfg.batch
+        self.rounds = cfg.rounds
+        self.nimg = 0
+        self.iteration = 0
+        self.skipped = 0
+        fixed = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_z = torch.randn(cfg.grid_size ** 2, self.recipe.z_dim, generator=fixed)
+        self._stop = False
+        self.monitor: Monitor | None = None
+        if resume is not None:
+            self.load_state_dict(resume)
+
+    # ------------------------------------------------------------------ one iteration
+    def _draw_z(self) -> list[torch.Tensor]:
+        z = torch.randn(self.cfg.batch, self.recipe.z_dim, device=self.device)
+        return list(z.split(self.batch_gpu))
+
+    def run_phase(self, phase: Phase, reals: list[torch.Tensor] | None, labels: list | None) -> None:
+        """One optimiser step of phase.net over the global batch, accumulated over rounds."""
+        net, opt, scaler = self.recipe.nets[phase.net], self.recipe.opts[phase.net], self.scalers[phase.net]
+        for name, module in self.recipe.nets.items():
+            set_requires_grad(module, name == phase.net)
+        opt.zero_grad(set_to_none=True)
+        zs = self._draw_z()
+        for r in range(self.rounds):
+            batch = Batch(z=zs[r], reals=None if reals is None else reals[r],
+                          labels=None if labels is None else labels[r])
+            with torch.autocast(**self.autocast):
+                out = phase.loss(batch)
+            scaler.scale(out["loss"].float() / self.rounds).backward()
+            self._record(phase.name, out)
+        scaler.unscale_(opt)
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
+        if finite:
+            scaler.step(opt)
+        else:
+            self.skipped += 1
+            opt.zero_grad(set_to_none=True)
+        scaler.update()
+        if finite and phase.after_step is not None:
+            phase.after_step()
+
+    def _record(self, phase_name: str, out: dict) -> None:
+        if self.monitor is None:
+            return
+        for k, v in out.items():
+            self.monitor.add(f"Loss/{phase_name}" if k == "loss" else f"Stats/{k}", v)
+
+    def step(self) -> None:
+        """One training iteration: every due phase, `repeats` times each, then the EMA update."""
+        due = [p for p in self.recipe.phases if self.iteration % p.interval == 0]
+        needs = max((p.repeats for p in due if p.needs_reals), default=0)
+        real_batches = []
+        for _ in range(needs):  # repeat k of every phase shares real batch k
+            x, c = self.sampler.sample(self.cfg.batch)
+            real_batches.append((list(x.split(self.batch_gpu)), None if c is None else list(c.split(self.batch_gpu))))
+        for phase in due:
+            for k in range(phase.repeats):
+                reals, labels = real_batches[k] if phase.needs_reals else (None, None)
+                self.run_phase(phase, reals, labels)
+        shown = needs * self.cfg.batch
+        self.nimg += shown
+        self.iteration += 1
+        self._update_ema(shown)
+
+    @torch.no_grad()
+    def _update_ema(self, shown: int) -> None:
+        mc = self.recipe.cfg
+        ema_nimg = mc.ema_kimg * 1000
+        if mc.ema_rampup:
+            ema_nimg = min(ema_nimg, self.nimg * mc.ema_rampup)
+        beta = 0.5 ** (shown / ema_nimg) if ema_nimg > 0 else 0.0
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> Path:
+        """Train until cfg.kimg; returns the final checkpoint path. Raises Interrupted on Ctrl-C/SIGTERM."""
+        cfg = self.cfg
+        total = int(round(cfg.kimg * 1000))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress)
+        old_handlers = self._install_signal_handlers()
+        try:
+            if self.nimg == 0:
+                self._write_reals()
+                self._write_grids()
+            while self.nimg < total and not self._stop:
+                before = self.nimg
+                self.step()
+                self.monitor.advance(self.nimg / 1000)
+                if _crossed(before, self.nimg, cfg.log_kimg) or self.nimg >= total:
+                    self.monitor.flush(self.nimg, self._progress_scalars())
+                if _crossed(before, self.nimg, cfg.grid_kimg):
+                    self._write_grids()
+                if _crossed(before, self.nimg, cfg.snap_kimg) and self.nimg < total:
+                    self.save()
+            if self._stop:
+                path = self.save()
+                raise Interrupted(path)
+            self._write_grids()
+            return self.save()
+        finally:
+            self._restore_signal_handlers(old_handlers)
+            self.monitor.close()
+            self.monitor = None
+
+    def _progress_scalars(self) -> dict[str, float]:
+        out = {f"Progress/lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.opts.items()}
+        out["Progress/skipped_steps"] = float(self.skipped)
+        return out
+
+    # ------------------------------------------------------------------ pictures
+    @torch.no_grad()
+    def sample_grid(self, G: torch.nn.Module) -> "np.ndarray":  # noqa: F821
+        was_training = G.training
+        G.eval()
+        images = [self.recipe.generate(G, z.to(self.device)) for z in self.fixed_z.split(self.batch_gpu)]
+        G.train(was_training)
+        return make_grid(torch.cat(images), cols=self.cfg.grid_size)
+
+    def _write_grids(self) -> None:
+        for tag, G in (("G", self.G), ("ema", self.G_ema)):
+            grid = self.sample_grid(G)
+            self.monitor.image(f"Samples/{tag}", grid, self.nimg)
+            save_image(grid, self.run_dir / f"fakes-{tag}-{self.nimg // 1000:06d}kimg.png")
+
+    def _write_reals(self) -> None:
+        gen_state = self.sampler.state_dict()  # peeking at reals must not move the sampler
+        x, _ = self.sampler.sample(self.cfg.grid_size ** 2)
+        self.sampler.load_state_dict(gen_state)
+        grid = make_grid(x, cols=self.cfg.grid_size)
+        self.monitor.image("Samples/reals", grid, 0)
+        save_image(grid, self.run_dir / "reals.png")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(),
+            "nets": {**{k: m.state_dict() for k, m in self.recipe.nets.items()}, "G_ema": self.G_ema.state_dict()},
+            "opts": {k: o.state_dict() for k, o in self.recipe.opts.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "recipe": self.recipe.state_dict(),
+            "progress": {"nimg": self.nimg, "iteration": self.iteration, "skipped": self.skipped},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "sampler": self.sampler.state_dict(),
+            },
+            "fixed": {"z": self.fixed_z},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, m in self.recipe.nets.items():
+            m.load_state_dict(state["nets"][k])
+        self.G_ema.load_state_dict(state["nets"]["G_ema"])
+        for k, o in self.recipe.opts.items():
+            o.load_state_dict(state["opts"][k])
+        for k, s in self.scalers.items():
+            if state.get("scalers", {}).get(k):
+                s.load_state_dict(state["scalers"][k])
+        self.recipe.load_state_dict(state.get("recipe", {}))
+        prog = state["progress"]
+        self.nimg, self.iteration, self.skipped = int(prog["nimg"]), int(prog["iteration"]), int(prog["skipped"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"][: torch.cuda.device_count()])
+        self.sampler.load_state_dict(state["rng"]["sampler"])
+        self.fixed_z = state["fixed"]["z"]
+
+    def save(self) -> Path:
+        path = save_checkpoint(self.state_dict(), self.run_dir, self.nimg, keep=self.cfg.keep)
+        if self.monitor is not None:
+            self.monitor.write(f"kimg {self.nimg / 1000:.2f}: checkpoint {path}")
+        return path
+
+    # ------------------------------------------------------------------ Ctrl-C / SIGTERM
+    def _install_signal_handlers(self):
+        def request_stop(signum, frame):
+            if self._stop:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._stop = True
+            if self.monitor is not None:
+                self.monitor.write("stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def request_stop(self) -> None:
+        """Stop at the end of the current iteration, as Ctrl-C does (used by tests and embedding code)."""
+        self._stop = True
+
+
+def _crossed(before: int, after: int, interval_kimg: float) -> bool:
+    """Did the image counter pass a multiple of interval_kimg between before and after?"""
+    step = interval_kimg * 1000
+    return math.floor(after / step) > math.floor(before / step)

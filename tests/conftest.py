@@ -1,0 +1,87 @@
+"""Shared test helpers: a tiny batch-independent GAN recipe and small in-memory datasets."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # subprocesses too: tiny test tensors, no thread-pool contention
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylegan_anime.models import _REGISTRY, register_model
+from stylegan_anime.training.recipe import Phase, Recipe, RecipeConfig
+
+
+@dataclass
+class ToyConfig(RecipeConfig):
+    batch: int = field(default=8, metadata={"help": "global batch"})
+    z_dim: int = field(default=4, metadata={"help": "latent size"})
+    lr_g: float = field(default=0.05, metadata={"help": "SGD lr of G"})
+    lr_d: float = field(default=0.05, metadata={"help": "SGD lr of D"})
+
+
+class ToyGAN(Recipe):
+    """No batch-coupled layers and plain SGD: accumulated and single-batch steps must agree exactly."""
+
+    name = "toy"
+    Config = ToyConfig
+
+    def __init__(self, cfg, resolution, device):
+        super().__init__(cfg, resolution, device)
+        r = resolution
+        self.z_dim = cfg.z_dim
+        G = nn.Sequential(nn.Linear(cfg.z_dim, 3 * 8 * 8), nn.Tanh(), nn.Unflatten(1, (3, 8, 8)),
+                          nn.Upsample(size=(r, r)))
+        D = nn.Sequential(nn.AvgPool2d(r // 8), nn.Flatten(), nn.Linear(3 * 64, 16), nn.LeakyReLU(0.2),
+                          nn.Linear(16, 1), nn.Flatten(0))
+        self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
+        self.opts = {"G": torch.optim.SGD(G.parameters(), lr=cfg.lr_g),
+                     "D": torch.optim.SGD(D.parameters(), lr=cfg.lr_d)}
+        self.phases = [Phase("D", "D", self.loss_d), Phase("G", "G", self.loss_g, needs_reals=False)]
+
+    def loss_d(self, batch):
+        G, D = self.nets["G"], self.nets["D"]
+        with torch.no_grad():
+            fake = G(batch.z)
+        real_logit, fake_logit = D(batch.reals), D(fake)
+        loss = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+        return {"loss": loss, "D_real": real_logit.detach().mean()}
+
+    def loss_g(self, batch):
+        return {"loss": F.softplus(-self.nets["D"](self.nets["G"](batch.z))).mean()}
+
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def toy_model():
+    register_model("toy", ToyGAN)
+    yield "toy"
+    _REGISTRY.pop("toy", None)
+
+
+def random_dataset(n: int = 40, size: int = 64, seed: int = 0, labels: bool = False):
+    """An in-memory stand-in for a PackedDataset: uint8 [n,size,size,3] noise with smooth structure."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
+    images = np.repeat(np.repeat(base, size // 8, axis=1), size // 8, axis=2)
+    lab = rng.integers(0, 10, size=(n, 2)) if labels else None
+    return SimpleNamespace(images=images, labels=lab, label_names=None, __len__=lambda: n)
+
+
+class ListDataset(SimpleNamespace):
+    def __len__(self):
+        return len(self.images)
+
+
+@pytest.fixture
+def tiny_data():
+    d = random_dataset()
+    return ListDataset(images=d.images, labels=None, label_names=None)
