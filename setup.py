@@ -18,6 +18,7 @@ setup(
         "stylegan_anime",
         "stylegan_anime.data",
         "stylegan_anime.training",
+        "stylegan_anime.stylegan2",
         "stylegan_anime.baselines",
         "stylegan_anime.cuda_ops",
     ],

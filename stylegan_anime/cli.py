@@ -14,10 +14,11 @@ from click.core import ParameterSource
 
 from .data import DataError
 from .models import get_recipe, model_names
+from .stylegan2.official_import import ImportCheckpointError
 from .training.checkpoint import CheckpointError, find_resume, load_checkpoint, new_run_dir
 from .training.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, validate
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -35,10 +36,18 @@ def _model_fields() -> dict[str, tuple[dataclasses.Field, dict[str, object]]]:
     return fields
 
 
+def _field_type(f: dataclasses.Field) -> type:
+    """int / float / str / bool of a config field; `float | None` (a preset-resolved value) counts as float."""
+    if isinstance(f.type, type):
+        return f.type
+    name = str(f.type).replace(" ", "").replace("|None", "").replace("Optional[", "").rstrip("]")
+    return {"int": int, "float": float, "str": str, "bool": bool}[name]
+
+
 def _model_options(func):
     for fname, (f, defaults) in sorted(_model_fields().items(), reverse=True):
         flag = "--" + fname.replace("_", "-")
-        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
+        kind = _field_type(f)
         per_model = ", ".join(f"{m} {d}" for m, d in defaults.items())
         help_text = f"{f.metadata.get('help', '')} [default: {per_model}]"
         if kind is bool:
@@ -59,20 +68,23 @@ def cli():
 
     \b
     Examples:
-      stylegan-anime train --data demo --size 64 --model dcgan --kimg 5
-      stylegan-anime train --data ~/faces --size 128 --outdir runs
+      stylegan-anime train --data ~/faces --size 128 --outdir runs        # StyleGAN2, auto preset
+      stylegan-anime train --data demo --size 64 --model dcgan --dim 32 --kimg 5
       stylegan-anime train --resume auto --outdir runs --kimg 200
-      stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64 --seeds 0-63 --grid grid.png
+      stylegan-anime generate --checkpoint runs/00000-stylegan2-faces-128 --seeds 0-63 --grid grid.png
       stylegan-anime prepare-data ~/faces.zip faces-64 --size 64
+      stylegan-anime import-checkpoint network-snapshot-025000.pkl anime.pt
     """
 
 
 TRAIN_EXAMPLES = """
 \b
 Examples:
+  # StyleGAN2 (auto preset) on your own folder (or .zip, or a set packed by prepare-data) at 128 px
+  stylegan-anime train --data ~/anime-faces --size 128 --outdir runs
   # a few minutes on a laptop CPU, built-in procedural faces, no download
-  stylegan-anime train --data demo --size 64 --model dcgan --dim 32 --kimg 3
-  # your own folder (or .zip, or a set packed by prepare-data) at 128 px
+  stylegan-anime train --data demo --size 64 --channel-base 1024 --channel-max 64 --kimg 4
+  # a baseline to compare against in the same TensorBoard
   stylegan-anime train --data ~/anime-faces --size 128 --model wgan-gp --outdir runs
   # gradient accumulation: global batch 64 as 4 rounds of 16
   stylegan-anime train --data faces.zip --batch 64 --batch-gpu 16
@@ -87,7 +99,7 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @cli.command(epilog=TRAIN_EXAMPLES)
 @click.option("--data", help="folder | file.zip | packed set | demo | demo:N")
 @click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
-@click.option("--model", type=click.Choice(model_names()), default="dcgan", show_default=True)
+@click.option("--model", type=click.Choice(model_names()), default="stylegan2", show_default=True)
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass; batch/batch-gpu rounds are accumulated")
 @click.option("--kimg", type=float, default=100.0, show_default=True, help="train until this many kimg of reals were shown")
 @click.option("--outdir", default="runs", show_default=True, help="runs are written to OUTDIR/NNNNN-model-data-size")
@@ -122,13 +134,17 @@ def train(ctx, **kw):
     elif resume:
         state = load_checkpoint(resume)
 
-    cfg = _new_config(kw, given, model_keys) if state is None else _resumed_config(state, kw, given, model_keys)
+    imported = state is not None and "imported" in state  # an imported network: fine-tune it in a new run
+    if state is None:
+        cfg = _new_config(kw, given, model_keys)
+    else:
+        cfg = _resumed_config(state, kw, given, model_keys, fine_tune=imported)
     validate(cfg)
     if state is not None and state["progress"]["nimg"] >= cfg.kimg * 1000:
         raise ConfigError(f"the run already reached {state['progress']['nimg'] / 1000:g} kimg; "
                           f"pass a larger --kimg to train further")
     dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)  # errors before any folder
-    if state is None:
+    if state is None or imported:
         run_dir = new_run_dir(cfg.outdir, _run_name(cfg))
     else:
         run_dir = Path(state["path"]).parent.parent
@@ -159,11 +175,22 @@ def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
     return TrainConfig(**trainer_kw, model_cfg=model_cfg)
 
 
-def _resumed_config(state: dict, kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
+def _resumed_config(state: dict, kw: dict, given: set[str], model_keys: set[str],
+                    fine_tune: bool = False) -> TrainConfig:
+    """The saved config with the flags that may change on resume. Fine-tuning an imported network may also
+    change every training hyperparameter (lr, gamma, batch ...), but not the architecture."""
     saved = TrainConfig.from_dict(state["config"])
+    arch = set(getattr(get_recipe(saved.model), "arch_fields", ()))
+    if fine_tune:
+        saved.outdir = kw["outdir"]
+        if not kw.get("data"):
+            raise ConfigError("fine-tuning an imported network needs --data")
     for key in sorted(given - {"outdir", "resume"}):
         if key in RESUMABLE_OVERRIDES or key == "data":
             setattr(saved, key, kw[key])
+            continue
+        if fine_tune and key in model_keys and key not in arch:
+            saved.model_cfg[key] = kw[key]
             continue
         old = saved.model_cfg.get(key) if key in model_keys else getattr(saved, key, None)
         if kw[key] != old:
@@ -182,8 +209,8 @@ def _run_name(cfg: TrainConfig) -> str:
 GENERATE_EXAMPLES = """
 \b
 Examples:
-  stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64 --seeds 0-63 --grid grid.png
-  stylegan-anime generate --checkpoint runs/00000-dcgan-demo-64/checkpoints/ckpt-000100000.pt \\
+  stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64 --seeds 0-63 --grid grid.png
+  stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64/checkpoints/ckpt-000100000.pt \\
       --count 1000 --outdir submission      # 1.jpg ... 1000.jpg (NTU HW6 layout)
 """
 
@@ -240,6 +267,26 @@ def prepare_data(source, out, size, workers):
         raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
     ds = prepare_dataset(source, out, size, workers=workers)
     click.echo(f"packed {len(ds)} images of {size}x{size} into {out}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+@cli.command("import-checkpoint", epilog="""
+\b
+Examples:
+  stylegan-anime import-checkpoint network-snapshot-025000.pkl anime.pt
+  stylegan-anime generate --checkpoint anime.pt --seeds 0-15 --grid grid.png
+  stylegan-anime train --resume anime.pt --data ~/faces --kimg 200 --gamma 1   # fine-tune (64/128 px models)
+""")
+@click.argument("pkl", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+def import_checkpoint_cmd(pkl, out):
+    """Import a stylegan2-ada-pytorch network pickle (G, D, G_ema) without running any code from it."""
+    from .stylegan2.official_import import import_checkpoint
+
+    if not Path(pkl).is_file():
+        raise ConfigError(f"pickle does not exist: {pkl}")
+    path = import_checkpoint(pkl, out)
+    click.echo(f"imported {pkl} -> {path}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------------

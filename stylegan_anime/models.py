@@ -7,6 +7,7 @@ from .training.recipe import Recipe
 
 # name -> "module:Class". New models (StyleGAN2, SAGAN, BigGAN ...) register here.
 _REGISTRY: dict[str, "str | type[Recipe]"] = {
+    "stylegan2": "stylegan_anime.stylegan2.recipe:StyleGAN2",
     "dcgan": "stylegan_anime.baselines.dcgan:DCGAN",
     "dcgan-tutorial": "stylegan_anime.baselines.dcgan_tutorial:DCGANTutorial",
     "wgan": "stylegan_anime.baselines.wgan:WGAN",

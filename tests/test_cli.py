@@ -12,7 +12,7 @@ from PIL import Image
 from stylegan_anime.cli import main
 from stylegan_anime.training.checkpoint import list_checkpoints, load_checkpoint
 
-TINY = ["--dim", "4", "--batch", "8", "--kimg", "0.016", "--no-progress", "--grid", "1", "--log", "0.008",
+TINY = ["--model", "dcgan", "--dim", "4", "--batch", "8", "--kimg", "0.016", "--no-progress", "--grid", "1", "--log", "0.008",
         "--device", "cpu"]
 
 
@@ -62,7 +62,8 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 
 def test_help_has_examples(capsys):
-    for argv in (["--help"], ["train", "--help"], ["generate", "--help"], ["prepare-data", "--help"]):
+    for argv in (["--help"], ["train", "--help"], ["generate", "--help"], ["prepare-data", "--help"],
+                 ["import-checkpoint", "--help"]):
         code, out, _ = run(argv, capsys)
         assert code == 0 and "Examples:" in out
     _, out, _ = run(["train", "--help"], capsys)
@@ -71,8 +72,8 @@ def test_help_has_examples(capsys):
 
 @pytest.mark.parametrize("model", ["dcgan", "dcgan-tutorial", "wgan", "wgan-gp"])
 def test_train_each_model_end_to_end(model, capsys, tmp_path):
-    code, _, err = run(["train", "--data", "demo:64", "--size", "64", "--model", model, "--outdir", str(tmp_path)]
-                       + TINY + (["--n-critic", "2"] if "wgan" in model else []), capsys)
+    code, _, err = run(["train", "--data", "demo:64", "--size", "64", "--outdir", str(tmp_path)]
+                       + TINY + ["--model", model] + (["--n-critic", "2"] if "wgan" in model else []), capsys)
     assert code == 0, err
     run_dir = next(tmp_path.iterdir())
     assert run_dir.name == f"00000-{model}-demo-64"
@@ -145,3 +146,21 @@ def test_show_dataset_tool(tmp_path):
     r = subprocess.run([sys.executable, str(tool), "--data", str(tmp_path / "missing"), "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_stylegan2_is_the_default_model_and_trains_end_to_end(capsys, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tiny = ["--channel-base", "256", "--channel-max", "16", "--z-dim", "16", "--w-dim", "16", "--num-fp16-res", "0",
+            "--batch", "8", "--batch-gpu", "4", "--kimg", "0.032", "--no-progress", "--grid", "1", "--log", "0.008",
+            "--device", "cpu"]
+    code, _, err = run(["train", "--data", "demo:32", "--outdir", str(tmp_path)] + tiny, capsys)
+    assert code == 0, err
+    run_dir = tmp_path / "00000-stylegan2-demo-64"
+    assert (run_dir / "fakes-ema_psi0.7-000000kimg.png").exists()
+    ckpt = load_checkpoint(run_dir)
+    assert ckpt["config"]["model_cfg"]["preset"] == "auto" and "pl_mean" in ckpt["recipe"]
+    ev = EventAccumulator(str(run_dir)).Reload()
+    scalars = set(ev.Tags()["scalars"])
+    assert {"Loss/G", "Loss/Greg", "Loss/D", "Loss/Dreg", "Stats/r1_penalty", "Stats/pl_penalty", "Stats/pl_mean",
+            "Stats/w_avg_norm", "Progress/skipped_steps"} <= scalars
+    assert "Samples/ema_psi0.7" in ev.Tags()["images"]

@@ -67,7 +67,10 @@ def _train(cfg, run_dir, data, resume=None):
 
 
 @pytest.mark.parametrize("model,model_cfg", [("toy", {}), ("dcgan", {"dim": 4, "batch": 8}),
-                                             ("wgan-gp", {"dim": 4, "batch": 8, "n_critic": 2})])
+                                             ("wgan-gp", {"dim": 4, "batch": 8, "n_critic": 2}),
+                                             ("stylegan2", {"z_dim": 16, "w_dim": 16, "channel_base": 256,
+                                                            "channel_max": 16, "batch": 8, "num_fp16_res": 0,
+                                                            "pl_interval": 2, "r1_interval": 4})])
 def test_resume_equals_uninterrupted(model, model_cfg, tiny_data, tmp_path, request):
     if model == "toy":
         request.getfixturevalue("toy_model")

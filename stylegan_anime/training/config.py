@@ -20,7 +20,7 @@ RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg"
 class TrainConfig:
     data: str  # folder, zip, packed dir, 'demo' or 'demo:N'
     size: int = 64  # output resolution (64 or 128)
-    model: str = "dcgan"
+    model: str = "stylegan2"
     batch_gpu: int | None = None  # images per forward pass; None = the global batch (no accumulation)
     kimg: float = 100.0  # train until this many thousand real images have been shown to D
     outdir: str = "runs"

@@ -81,9 +81,16 @@ class Recipe:
         self.z_dim: int = 0
 
     # --- sampling (used by the trainer's grids, `generate` and the tools) ---------------------------
-    def generate(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images [N, 3, H, W] in about [-1, 1] from latents z [N, z_dim] with generator G (G or G_ema)."""
+    def generate(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Images [N, 3, H, W] in about [-1, 1] from latents z [N, z_dim] with generator G (G or G_ema).
+
+        kwargs are sampling options a model understands (e.g. StyleGAN2's truncation `psi`).
+        """
         return G(z)
+
+    def grid_variants(self) -> dict[str, dict]:
+        """Extra sample grids of G_ema logged besides Samples/G and Samples/ema: tag suffix -> generate kwargs."""
+        return {}
 
     # --- state the recipe owns beyond networks and optimisers (e.g. StyleGAN2's pl_mean) ------------
     def state_dict(self) -> dict:

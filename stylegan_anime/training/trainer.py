@@ -189,16 +189,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ pictures
     @torch.no_grad()
-    def sample_grid(self, G: torch.nn.Module) -> "np.ndarray":  # noqa: F821
+    def sample_grid(self, G: torch.nn.Module, **kwargs) -> "np.ndarray":  # noqa: F821
         was_training = G.training
         G.eval()
-        images = [self.recipe.generate(G, z.to(self.device)) for z in self.fixed_z.split(self.batch_gpu)]
+        images = [self.recipe.generate(G, z.to(self.device), **kwargs) for z in self.fixed_z.split(self.batch_gpu)]
         G.train(was_training)
         return make_grid(torch.cat(images), cols=self.cfg.grid_size)
 
     def _write_grids(self) -> None:
-        for tag, G in (("G", self.G), ("ema", self.G_ema)):
-            grid = self.sample_grid(G)
+        grids = [("G", self.G, {}), ("ema", self.G_ema, {})]
+        grids += [(f"ema_{suffix}", self.G_ema, kw) for suffix, kw in self.recipe.grid_variants().items()]
+        for tag, G, kw in grids:
+            grid = self.sample_grid(G, **kw)
             self.monitor.image(f"Samples/{tag}", grid, self.nimg)
             save_image(grid, self.run_dir / f"fakes-{tag}-{self.nimg // 1000:06d}kimg.png")
 
@@ -228,22 +230,29 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint. Networks are required; optimiser, scaler, RNG, sampler and grid states are
+        restored when present (an imported network has only networks: it starts fresh optimisers)."""
         for k, m in self.recipe.nets.items():
             m.load_state_dict(state["nets"][k])
         self.G_ema.load_state_dict(state["nets"]["G_ema"])
         for k, o in self.recipe.opts.items():
-            o.load_state_dict(state["opts"][k])
+            if k in state.get("opts", {}):
+                o.load_state_dict(state["opts"][k])
         for k, s in self.scalers.items():
             if state.get("scalers", {}).get(k):
                 s.load_state_dict(state["scalers"][k])
         self.recipe.load_state_dict(state.get("recipe", {}))
         prog = state["progress"]
         self.nimg, self.iteration, self.skipped = int(prog["nimg"]), int(prog["iteration"]), int(prog["skipped"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if torch.cuda.is_available() and state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"][: torch.cuda.device_count()])
-        self.sampler.load_state_dict(state["rng"]["sampler"])
-        self.fixed_z = state["fixed"]["z"]
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"][: torch.cuda.device_count()])
+        if "sampler" in rng:
+            self.sampler.load_state_dict(rng["sampler"])
+        if "fixed" in state:
+            self.fixed_z = state["fixed"]["z"]
 
     def save(self) -> Path:
         path = save_checkpoint(self.state_dict(), self.run_dir, self.nimg, keep=self.cfg.keep)

@@ -1,0 +1,243 @@
+"""StyleGAN2 as a recipe for the shared trainer (`--model stylegan2`).
+
+Phases per iteration (lazy regularisation, Karras et al. 2020, appendix B):
+
+    G     non-saturating logistic loss softplus(-D(G(z))), with style mixing
+    Greg  path-length penalty every pl_interval iterations, on batch / pl_batch_shrink samples
+    D     logistic loss softplus(D(G(z))) + softplus(-D(x))
+    Dreg  R1 penalty gamma/2 * |grad_x D(x)|^2 every r1_interval iterations
+
+A lazy penalty is multiplied by its interval, and each optimiser's learning rate and betas are adjusted
+for the steps it shares with its regulariser: mb_ratio = interval / (interval + 1), lr * mb_ratio,
+beta ** mb_ratio.
+
+Presets: `auto` (stylegan2-ada's auto config at 64/128 px: batch 32, mapping 2, channel_base 16384,
+gamma = 0.0002 res^2 / batch, ema_kimg = batch * 10 / 32, ramp-up 0.05, lr 0.0025, betas (0, 0.99)) and
+`paper` (the same with an 8-layer mapping network and gamma 10). A field left at None takes the preset's
+value; every value is a flag.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..training.recipe import Batch, Phase, Recipe, RecipeConfig
+from .discriminator import Discriminator
+from .generator import Generator
+
+PRESETS = ("auto", "paper")
+
+
+def _f(default, help, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class StyleGAN2Config(RecipeConfig):
+    batch: int = _f(32, "global batch size (images per optimiser step)")
+    ema_kimg: float | None = _f(None, "G_ema half-life in kimg [preset: batch * 10 / 32]")
+    ema_rampup: float | None = _f(None, "EMA ramp-up ratio [preset auto: 0.05, paper: off]")
+    preset: str = _f("auto", "StyleGAN2 preset filling every value left unset", choices=PRESETS)
+    z_dim: int = _f(512, "latent size (z ~ N(0, I))")
+    w_dim: int = _f(512, "intermediate latent (W) size")
+    map_layers: int | None = _f(None, "mapping network depth [preset auto: 2, paper: 8]")
+    channel_base: int | None = _f(None, "channels at resolution r = min(channel_base / r, channel_max) [16384]")
+    channel_max: int = _f(512, "maximum channels per layer")
+    num_fp16_res: int = _f(4, "run the top N resolutions in reduced precision (0: all fp32)")
+    fp16_dtype: str = _f("float16", "reduced-precision dtype of those layers", choices=("float16", "bfloat16"))
+    conv_clamp: float = _f(256.0, "clamp conv outputs to +-N (keeps reduced precision finite)")
+    lr: float | None = _f(None, "learning rate of G and D before lazy adjustment [0.0025]")
+    beta1: float = _f(0.0, "Adam beta1 (both networks)")
+    beta2: float = _f(0.99, "Adam beta2 (both networks)")
+    gamma: float | None = _f(None, "R1 weight [preset auto: 0.0002 * res^2 / batch, paper: 10]")
+    r1_interval: int = _f(16, "lazy R1: every N iterations")
+    pl_weight: float = _f(2.0, "path-length penalty weight (0: off)")
+    pl_interval: int = _f(4, "lazy path-length regularisation: every N iterations")
+    pl_decay: float = _f(0.01, "decay of the running path-length mean")
+    pl_batch_shrink: int = _f(2, "path-length batch = batch-gpu / N")
+    style_mixing: float = _f(0.9, "probability of style mixing per batch")
+    mbstd_group: int = _f(4, "minibatch-stddev group size")
+    grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid")
+
+
+def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
+    """Fill every None with the preset's value for this resolution."""
+    paper = cfg.preset == "paper"
+    filled = dict(
+        map_layers=8 if paper else 2,
+        channel_base=16384,
+        lr=0.0025,
+        gamma=10.0 if paper else 0.0002 * resolution ** 2 / cfg.batch,
+        ema_kimg=cfg.batch * 10 / 32,
+        ema_rampup=0.0 if paper else 0.05,
+    )
+    return dataclasses.replace(cfg, **{k: v for k, v in filled.items() if getattr(cfg, k) is None})
+
+
+def network_kwargs(cfg: StyleGAN2Config, resolution: int) -> tuple[dict, dict]:
+    """Constructor kwargs of G and D for a resolved config (also what official pickles are checked against)."""
+    common = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
+                  conv_clamp=cfg.conv_clamp if cfg.conv_clamp > 0 else None)
+    G = dict(z_dim=cfg.z_dim, c_dim=0, w_dim=cfg.w_dim, img_resolution=resolution, img_channels=3,
+             mapping_kwargs=dict(num_layers=cfg.map_layers), fp16_dtype=cfg.fp16_dtype, **common)
+    D = dict(c_dim=0, img_resolution=resolution, img_channels=3,
+             epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group), **common)
+    return G, D
+
+
+def config_from_official(G_kwargs: dict, D_kwargs: dict) -> tuple[StyleGAN2Config, int]:
+    """The config (and resolution) that rebuilds an official stylegan2-ada-pytorch G/D; ValueError naming
+    every setting this recipe cannot reproduce."""
+    res = int(G_kwargs["img_resolution"])
+    if G_kwargs.get("c_dim", 0) or D_kwargs.get("c_dim", 0):
+        raise ValueError(f"conditional StyleGAN2 networks (c_dim={G_kwargs.get('c_dim')}) are not supported yet")
+    cfg = StyleGAN2Config(
+        z_dim=G_kwargs["z_dim"], w_dim=G_kwargs["w_dim"],
+        map_layers=(G_kwargs.get("mapping_kwargs") or {}).get("num_layers", 8),
+        channel_base=G_kwargs.get("channel_base", 32768), channel_max=G_kwargs.get("channel_max", 512),
+        num_fp16_res=G_kwargs.get("num_fp16_res", 0), conv_clamp=float(G_kwargs.get("conv_clamp") or 0),
+        mbstd_group=(D_kwargs.get("epilogue_kwargs") or {}).get("mbstd_group_size", 4))
+    ours_G, ours_D = network_kwargs(resolve(cfg, res), res)
+    tolerated = {"architecture": ("skip", "resnet"), "img_channels": (3,)}
+    bad = []
+    for net, theirs, ours in (("G", G_kwargs, ours_G), ("D", D_kwargs, ours_D)):
+        for key, value in _flatten(theirs).items():
+            mine = _flatten(ours).get(key, _MISSING)
+            if mine is _MISSING:
+                if value in (None, {}) or value in tolerated.get(key.split(".")[-1], ()):
+                    continue
+            elif mine == value:
+                continue
+            bad.append(f"{net}.{key}={value!r}")
+    if bad:
+        raise ValueError(f"settings this StyleGAN2 cannot reproduce: {', '.join(bad)}")
+    return cfg, res
+
+
+_MISSING = object()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class StyleGAN2(Recipe):
+    name = "stylegan2"
+    Config = StyleGAN2Config
+    description = "StyleGAN2 (config-f style): mapping, modulated conv, noise, mixing, lazy R1 + path length"
+    # Fields that shape the weights: fixed when fine-tuning an imported network.
+    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group")
+
+    def __init__(self, cfg: StyleGAN2Config, resolution: int, device: torch.device):
+        if resolution < 8 or resolution & (resolution - 1):  # trains at 64/128; imported models may be larger
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        if cfg.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}")
+        cfg = resolve(cfg, resolution)
+        super().__init__(cfg, resolution, device)
+        G_kwargs, D_kwargs = network_kwargs(cfg, resolution)
+        G, D = Generator(**G_kwargs), Discriminator(**D_kwargs)
+        self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
+        self.opts = {
+            "G": self._adam(G, cfg.pl_interval if cfg.pl_weight > 0 else 0),
+            "D": self._adam(D, cfg.r1_interval if cfg.gamma > 0 else 0),
+        }
+        self.z_dim = cfg.z_dim
+        self.pl_mean = torch.zeros([], device=self.device)
+        self.phases = [Phase("G", "G", self.loss_G, needs_reals=False)]
+        if cfg.pl_weight > 0:
+            self.phases.append(Phase("Greg", "G", self.loss_Greg, interval=cfg.pl_interval, needs_reals=False))
+        self.phases.append(Phase("D", "D", self.loss_D))
+        if cfg.gamma > 0:
+            self.phases.append(Phase("Dreg", "D", self.loss_Dreg, interval=cfg.r1_interval))
+
+    def _adam(self, net: torch.nn.Module, interval: int) -> torch.optim.Adam:
+        ratio = interval / (interval + 1) if interval > 0 else 1.0
+        betas = (self.cfg.beta1 ** ratio, self.cfg.beta2 ** ratio)
+        return torch.optim.Adam(net.parameters(), lr=self.cfg.lr * ratio, betas=betas, eps=1e-8)
+
+    # ------------------------------------------------------------------ generator with style mixing
+    def _c(self, n: int) -> torch.Tensor:
+        return torch.zeros([n, 0], device=self.device)
+
+    def mapping_with_mixing(self, z: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
+        """ws [N, num_ws, w_dim]; with probability style_mixing, layers from a random cutoff on come from
+        a second latent (one cutoff for the batch, uniform in [1, num_ws))."""
+        G = self.nets["G"]
+        c = self._c(z.shape[0])
+        ws = G.mapping(z, c, update_emas=update_emas)
+        if self.cfg.style_mixing > 0:
+            num_ws = ws.shape[1]
+            cutoff = int(torch.randint(1, num_ws, [], device="cpu"))
+            if float(torch.rand([], device="cpu")) >= self.cfg.style_mixing:
+                cutoff = num_ws
+            if cutoff < num_ws:
+                ws2 = G.mapping(torch.randn_like(z), c, update_emas=False)
+                ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def run_G(self, z: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self.mapping_with_mixing(z, update_emas=update_emas)
+        return self.nets["G"].synthesis(ws), ws
+
+    def run_D(self, img: torch.Tensor) -> torch.Tensor:
+        return self.nets["D"](img, self._c(img.shape[0])).float().flatten()  # [N] logits
+
+    # ------------------------------------------------------------------ losses
+    def loss_G(self, batch: Batch) -> dict[str, torch.Tensor]:
+        img, _ = self.run_G(batch.z)
+        logits = self.run_D(img)
+        return {"loss": F.softplus(-logits).mean(), "D_fake": torch.sigmoid(logits).mean().detach()}
+
+    def loss_Greg(self, batch: Batch) -> dict[str, torch.Tensor]:
+        n = max(batch.z.shape[0] // self.cfg.pl_batch_shrink, 1)
+        img, ws = self.run_G(batch.z[:n])
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grads.float().square().sum(2).mean(1).sqrt()  # [n]
+        pl_mean = self.pl_mean.lerp(lengths.mean().detach(), self.cfg.pl_decay)
+        self.pl_mean.copy_(pl_mean)
+        penalty = (lengths - pl_mean).square()
+        loss = penalty.mean() * self.cfg.pl_weight * self.cfg.pl_interval
+        return {"loss": loss, "pl_penalty": penalty.mean().detach(), "pl_mean": pl_mean.detach()}
+
+    def loss_D(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake, _ = self.run_G(batch.z, update_emas=True)
+        fake_logits, real_logits = self.run_D(fake), self.run_D(batch.reals)
+        loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        return {"loss": loss, "D_real": torch.sigmoid(real_logits).mean().detach(),
+                "D_fake": torch.sigmoid(fake_logits).mean().detach(),
+                "w_avg_norm": self.nets["G"].mapping.w_avg.norm().detach()}
+
+    def loss_Dreg(self, batch: Batch) -> dict[str, torch.Tensor]:
+        reals = batch.reals.detach().requires_grad_(True)
+        logits = self.run_D(reals)
+        (grads,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
+        penalty = grads.float().square().sum([1, 2, 3])  # [N]
+        loss = penalty.mean() * (self.cfg.gamma / 2) * self.cfg.r1_interval
+        return {"loss": loss, "r1_penalty": penalty.mean().detach()}
+
+    # ------------------------------------------------------------------ sampling and state
+    def generate(self, G, z, labels=None, psi: float = 1.0, noise_mode: str = "const", **kwargs) -> torch.Tensor:
+        return G(z, self._c(z.shape[0]), truncation_psi=psi, noise_mode=noise_mode)
+
+    def grid_variants(self) -> dict[str, dict]:
+        return {f"psi{self.cfg.grid_psi:g}": {"psi": self.cfg.grid_psi}}
+
+    def state_dict(self) -> dict:
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "pl_mean" in state:
+            self.pl_mean.copy_(state["pl_mean"])
