@@ -130,3 +130,35 @@ def test_resolution_and_preset_errors():
         tiny(resolution=48)
     with pytest.raises(ValueError, match="preset"):
         tiny(preset="fast")
+
+
+def _expected_params(res, base, cmax, map_layers, z=512, w=512):
+    """G (skip) and D (resnet) parameter counts from the layer formulas, unconditional, mbstd 1 channel."""
+    ch = lambda r: min(base // r, cmax)  # noqa: E731
+    fc = lambda i, o: i * o + o  # noqa: E731
+    conv = lambda i, o, k, bias=True: i * o * k * k + (o if bias else 0)  # noqa: E731
+    layer = lambda i, o: fc(w, i) + conv(i, o, 3) + 1  # affine, weight + bias, noise strength  # noqa: E731
+    torgb = lambda i: fc(w, i) + conv(i, 3, 1)  # noqa: E731
+    G = fc(z, w) + (map_layers - 1) * fc(w, w)
+    G += ch(4) * 16 + layer(ch(4), ch(4)) + torgb(ch(4))
+    r = 8
+    while r <= res:
+        G += layer(ch(r // 2), ch(r)) + layer(ch(r), ch(r)) + torgb(ch(r))
+        r *= 2
+    D = conv(3, ch(res), 1)
+    r = res
+    while r >= 8:
+        D += conv(ch(r), ch(r), 3) + conv(ch(r), ch(r // 2), 3) + conv(ch(r), ch(r // 2), 1, bias=False)
+        r //= 2
+    D += conv(ch(4) + 1, ch(4), 3) + fc(ch(4) * 16, ch(4)) + fc(ch(4), 1)
+    return G, D
+
+
+@pytest.mark.parametrize("preset,res", [("auto", 64), ("auto", 128), ("paper", 64)])
+def test_parameter_counts_per_preset(preset, res):
+    r = StyleGAN2(StyleGAN2.make_config(preset=preset), res, torch.device("cpu"))
+    cfg = r.cfg
+    G, D = _expected_params(res, cfg.channel_base, cfg.channel_max, cfg.map_layers)
+    assert sum(p.numel() for p in r.nets["G"].parameters()) == G
+    assert sum(p.numel() for p in r.nets["D"].parameters()) == D
+    assert cfg.map_layers == (8 if preset == "paper" else 2)
