@@ -111,6 +111,9 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--grid", "grid_kimg", type=float, default=2.0, show_default=True, help="sample grid every N kimg")
 @click.option("--log", "log_kimg", type=float, default=0.5, show_default=True, help="scalars to TensorBoard every N kimg")
 @click.option("--keep", type=int, default=3, show_default=True, help="checkpoints kept (newest)")
+@click.option("--metrics", default="none", show_default=True,
+              help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd) or none")
+@click.option("--metrics-kimg", type=float, default=50.0, show_default=True, help="evaluate every N kimg and at the end")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--workers", type=int, default=None, help="processes for decoding images when packing a dataset")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
@@ -118,17 +121,37 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.pass_context
 def train(ctx, **kw):
     """Train a GAN (any model) on a folder, zip, packed set or the built-in demo faces."""
+    from .training import distributed
+
+    d = distributed.init_from_env(kw["device"])  # a torchrun launch: join the group; else one process
+    try:
+        _train(ctx, kw, d)
+    except RuntimeError as e:  # a collective failed: some other rank died (torchrun stops the rest)
+        if not d.active or isinstance(e, USER_ERRORS):
+            raise
+        raise RankFailed(f"rank {d.rank}: another process of the run stopped ({str(e).splitlines()[0]})") from None
+    finally:
+        distributed.shutdown()
+
+
+class RankFailed(click.ClickException):
+    exit_code = 1
+
+
+def _train(ctx, kw: dict, d) -> None:
     from .data import open_dataset
+    from .training.distributed import barrier, broadcast_object
     from .training.trainer import Interrupted, Trainer
 
+    say = (lambda msg: click.echo(msg, err=True)) if d.is_main else (lambda msg: None)
     given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     model_keys = set(_model_fields())
     resume = kw.pop("resume")
     state = None
     if resume == "auto":
-        found = find_resume(kw["outdir"])
+        found = broadcast_object(find_resume(kw["outdir"]), d)
         if found is None:
-            click.echo(f"--resume auto: no checkpoint in {kw['outdir']}; starting a new run", err=True)
+            say(f"--resume auto: no checkpoint in {kw['outdir']}; starting a new run")
         else:
             state = load_checkpoint(found)
     elif resume:
@@ -139,26 +162,32 @@ def train(ctx, **kw):
         cfg = _new_config(kw, given, model_keys)
     else:
         cfg = _resumed_config(state, kw, given, model_keys, fine_tune=imported)
-    validate(cfg)
+    validate(cfg, world=d.world)
     if state is not None and state["progress"]["nimg"] >= cfg.kimg * 1000:
         raise ConfigError(f"the run already reached {state['progress']['nimg'] / 1000:g} kimg; "
                           f"pass a larger --kimg to train further")
-    dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)  # errors before any folder
-    if state is None or imported:
-        run_dir = new_run_dir(cfg.outdir, _run_name(cfg))
-    else:
-        run_dir = Path(state["path"]).parent.parent
-        click.echo(f"resuming {run_dir} at kimg {state['progress']['nimg'] / 1000:.2f} from {state['path']}", err=True)
-    click.echo(f"run folder: {run_dir}", err=True)
-    trainer = Trainer(cfg, run_dir, dataset=dataset, resume=state)
+    if not d.is_main:
+        barrier(d)  # rank 0 decodes and caches the dataset first; the others then open the cache
+    dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress and d.is_main)
+    if d.is_main:
+        barrier(d)
+    run_dir = None
+    if d.is_main:  # errors above come before any folder is made
+        if state is None or imported:
+            run_dir = new_run_dir(cfg.outdir, _run_name(cfg))
+        else:
+            run_dir = Path(state["path"]).parent.parent
+            say(f"resuming {run_dir} at kimg {state['progress']['nimg'] / 1000:.2f} from {state['path']}")
+        say(f"run folder: {run_dir}" + (f" ({d.world} processes)" if d.active else ""))
+    run_dir = Path(broadcast_object(str(run_dir), d))
+    trainer = Trainer(cfg, run_dir, dataset=dataset, resume=state, dist=d)
     try:
         path = trainer.train()
     except Interrupted as e:
-        click.echo(f"interrupted at kimg {trainer.nimg / 1000:.2f}; checkpoint saved to {e.checkpoint}\n"
-                   f"continue with: stylegan-anime train --resume {run_dir}", err=True)
+        say(f"interrupted at kimg {trainer.nimg / 1000:.2f}; checkpoint saved to {e.checkpoint}\n"
+            f"continue with: stylegan-anime train --resume {run_dir}")
         sys.exit(130)
-    click.echo(f"done: {cfg.kimg:g} kimg; checkpoint {path}\n"
-               f"view: tensorboard --logdir {cfg.outdir}", err=True)
+    say(f"done: {cfg.kimg:g} kimg; checkpoint {path}\nview: tensorboard --logdir {cfg.outdir}")
 
 
 def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
@@ -297,9 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:  # bad flags, missing arguments, wrong types
+    except click.ClickException as e:  # bad flags, missing arguments, wrong types (exit 2); a failed rank (1)
         click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(2)
+        sys.exit(e.exit_code if isinstance(e, RankFailed) else 2)
     except USER_ERRORS as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -12,7 +12,7 @@ from PIL import Image
 from stylegan_anime.cli import main
 from stylegan_anime.training.checkpoint import list_checkpoints, load_checkpoint
 
-TINY = ["--model", "dcgan", "--dim", "4", "--batch", "8", "--kimg", "0.016", "--no-progress", "--grid", "1", "--log", "0.008",
+TINY = ["--metrics", "none", "--model", "dcgan", "--dim", "4", "--batch", "8", "--kimg", "0.016", "--no-progress", "--grid", "1", "--log", "0.008",
         "--device", "cpu"]
 
 
@@ -150,7 +150,7 @@ def test_show_dataset_tool(tmp_path):
 
 def test_stylegan2_is_the_default_model_and_trains_end_to_end(capsys, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    tiny = ["--channel-base", "256", "--channel-max", "16", "--z-dim", "16", "--w-dim", "16", "--num-fp16-res", "0",
+    tiny = ["--metrics", "none", "--channel-base", "256", "--channel-max", "16", "--z-dim", "16", "--w-dim", "16", "--num-fp16-res", "0",
             "--batch", "8", "--batch-gpu", "4", "--kimg", "0.032", "--no-progress", "--grid", "1", "--log", "0.008",
             "--device", "cpu"]
     code, _, err = run(["train", "--data", "demo:32", "--outdir", str(tmp_path)] + tiny, capsys)

@@ -18,7 +18,7 @@ def make_cfg(model, tmp_path, **kw):
     mc = get_recipe(model).make_config(**model_over)
     import dataclasses
     base = dict(data="unused", size=64, model=model, kimg=0.032, outdir=str(tmp_path), progress=False,
-                snap_kimg=1000, grid_kimg=1000, log_kimg=0.016, grid_size=2, device="cpu")
+                snap_kimg=1000, grid_kimg=1000, log_kimg=0.016, grid_size=2, device="cpu", metrics="")
     base.update(kw)
     return TrainConfig(**base, model_cfg=dataclasses.asdict(mc))
 

@@ -51,10 +51,19 @@ class BatchSampler:
             n -= take
         return torch.cat(out)
 
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """n reals as float32 [n,3,H,W] in [-1,1] on the device, and their labels [n,K] (or None)."""
+    def sample(self, n: int, part: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n reals as float32 [n,3,H,W] in [-1,1] on the device, and their labels [n,K] (or None).
+
+        part=(rank, world): draw the global batch of n and return only this rank's n/world slice; every
+        rank advances the shared stream identically, so the ranks together see what one process would.
+        """
         idx = self._next_indices(n)
         flip = torch.rand(n, generator=self.gen) < 0.5 if self.xflip else None
+        rank, world = part
+        if world > 1:
+            lo, hi = rank * n // world, (rank + 1) * n // world
+            idx, flip = idx[lo:hi], None if flip is None else flip[lo:hi]
+            n = hi - lo
         if self.on_device:
             x = self.images[idx.to(self.device)]
         else:

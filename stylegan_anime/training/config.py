@@ -13,7 +13,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 
 # Flags that may differ when resuming a run (everything else must match the saved configuration).
 RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress", "device",
-                       "amp", "workers")
+                       "amp", "workers", "metrics", "metrics_kimg")
 
 
 @dataclass
@@ -31,6 +31,8 @@ class TrainConfig:
     grid_kimg: float = 2.0  # sample grid to TensorBoard and PNG every N kimg
     log_kimg: float = 0.5  # scalars to TensorBoard every N kimg
     keep: int = 3  # checkpoints kept (newest)
+    metrics: str = "none"  # comma-separated metrics evaluated on G_ema during training ('' or 'none': off)
+    metrics_kimg: float = 50.0  # evaluate every N kimg (and at the end)
     grid_size: int = 8  # the sample grid is grid_size x grid_size
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int | None = None  # processes for decoding images when the dataset is packed
@@ -43,8 +45,13 @@ class TrainConfig:
 
     @property
     def rounds(self) -> int:
-        """Gradient accumulation rounds per optimiser step."""
+        """Gradient accumulation rounds per optimiser step (one process)."""
         return self.batch // (self.batch_gpu or self.batch)
+
+    @property
+    def metric_list(self) -> list[str]:
+        names = [m.strip() for m in self.metrics.split(",") if m.strip()]
+        return [] if names in (["none"], ["off"]) else names
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,7 +66,7 @@ class ConfigError(ValueError):
     """A user mistake in the configuration: reported as one line, exit code 2."""
 
 
-def validate(cfg: TrainConfig) -> None:
+def validate(cfg: TrainConfig, world: int = 1) -> None:
     if cfg.size not in SIZES:
         raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {cfg.size}")
     if cfg.amp not in AMP_MODES:
@@ -67,15 +74,27 @@ def validate(cfg: TrainConfig) -> None:
     batch = cfg.batch
     if batch < 1:
         raise ConfigError(f"--batch must be positive, got {batch}")
-    bg = cfg.batch_gpu or batch
+    if batch % world != 0:
+        raise ConfigError(f"--batch {batch} is not divisible by the {world} processes")
+    bg = cfg.batch_gpu or batch // world
     if bg < 1:
         raise ConfigError(f"--batch-gpu must be positive, got {bg}")
-    if batch % bg != 0:
-        raise ConfigError(f"--batch {batch} is not divisible by --batch-gpu {bg}")
+    if (batch // world) % bg != 0:
+        per = "" if world == 1 else f" / {world} processes = {batch // world}"
+        raise ConfigError(f"--batch {batch}{per} is not divisible by --batch-gpu {bg}")
     if cfg.kimg <= 0:
         raise ConfigError(f"--kimg must be positive, got {cfg.kimg}")
-    for name in ("snap_kimg", "grid_kimg", "log_kimg"):
+    for name in ("snap_kimg", "grid_kimg", "log_kimg", "metrics_kimg"):
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.metric_list:
+        try:
+            from ..metrics import METRICS  # noqa: PLC0415 (the registry imports scipy; only when asked)
+        except ImportError as e:
+            raise ConfigError(f"--metrics: metrics are not available ({e})") from None
+
+        unknown = [m for m in cfg.metric_list if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
     if cfg.keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {cfg.keep}")

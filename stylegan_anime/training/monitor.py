@@ -67,6 +67,14 @@ class Monitor:
         self.bar.set_postfix({k: f"{v:.3g}" for k, v in short.items()}, refresh=False)
         return values
 
+    def hparams(self, hparams: dict, metric_tags: list[str]) -> None:
+        """Write the run's hyperparameters for TensorBoard's HPARAMS tab, into this run's own event file."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        exp, ssi, sei = hparams_summary(hparams, {tag: 0.0 for tag in metric_tags + ["Loss/G", "Loss/D"]})
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+
     def image(self, tag: str, grid: np.ndarray, nimg: int) -> None:
         self.writer.add_image(tag, grid, global_step=nimg, dataformats="HWC")
 

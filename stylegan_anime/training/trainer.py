@@ -17,16 +17,20 @@ import copy
 import json
 import math
 import signal
+import time
+from dataclasses import asdict as dataclasses_asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data import open_dataset
 from ..data.sampler import BatchSampler
-from ..imageio_utils import make_grid, save_image
+from ..imageio_utils import make_grid, save_image, to_uint8
 from ..models import get_recipe
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
+from .distributed import Dist, all_reduce_mean_, any_rank
 from .monitor import Monitor
 from .recipe import Batch, Phase, Recipe, set_requires_grad
 
@@ -57,12 +61,18 @@ def build_recipe(cfg: TrainConfig, device: torch.device) -> Recipe:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, dataset=None, resume: dict | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, dataset=None, resume: dict | None = None,
+                 dist: Dist | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.dist = dist or Dist()
         self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        if self.dist.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.recipe = build_recipe(cfg, self.device)
+        if self.dist.active:  # recipe-internal randomness (noise, mixing, penalties) differs per rank
+            torch.manual_seed(cfg.seed * 1000 + self.dist.rank + 1)
         self.G = self.recipe.nets["G"]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         amp_on = cfg.amp != "off"
@@ -70,12 +80,17 @@ class Trainer:
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16") for k in self.recipe.opts}
         if dataset is None:
             dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)
+        self.dataset = dataset
         self.sampler = BatchSampler(dataset, self.device, seed=cfg.seed, xflip=cfg.xflip)
-        self.batch_gpu = cfg.batch_gpu or cfg.batch
-        self.rounds = cfg.rounds
+        self.per_rank = cfg.batch // self.dist.world  # this rank's share of the global batch
+        self.batch_gpu = cfg.batch_gpu or self.per_rank
+        self.rounds = self.per_rank // self.batch_gpu
+        # Latents of the global batch come from a generator shared by all ranks; each keeps its slice.
+        self.z_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
         self.nimg = 0
         self.iteration = 0
         self.skipped = 0
+        self.wall_s = 0.0  # training wall-clock, carried across resumes
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(cfg.grid_size ** 2, self.recipe.z_dim, generator=fixed)
         self._stop = False
@@ -85,7 +100,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one iteration
     def _draw_z(self) -> list[torch.Tensor]:
-        z = torch.randn(self.cfg.batch, self.recipe.z_dim, device=self.device)
+        z = torch.randn(self.cfg.batch, self.recipe.z_dim, device=self.device, generator=self.z_gen)
+        z = z[self.dist.rank * self.per_rank:(self.dist.rank + 1) * self.per_rank]
         return list(z.split(self.batch_gpu))
 
     def run_phase(self, phase: Phase, reals: list[torch.Tensor] | None, labels: list | None) -> None:
@@ -102,8 +118,9 @@ class Trainer:
                 out = phase.loss(batch)
             scaler.scale(out["loss"].float() / self.rounds).backward()
             self._record(phase.name, out)
-        scaler.unscale_(opt)
         grads = [p.grad for p in net.parameters() if p.grad is not None]
+        all_reduce_mean_(grads, self.dist.world)  # one gradient sync per step, after the last round
+        scaler.unscale_(opt)
         finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
         if finite:
             scaler.step(opt)
@@ -126,7 +143,7 @@ class Trainer:
         needs = max((p.repeats for p in due if p.needs_reals), default=0)
         real_batches = []
         for _ in range(needs):  # repeat k of every phase shares real batch k
-            x, c = self.sampler.sample(self.cfg.batch)
+            x, c = self.sampler.sample(self.cfg.batch, part=(self.dist.rank, self.dist.world))
             real_batches.append((list(x.split(self.batch_gpu)), None if c is None else list(c.split(self.batch_gpu))))
         for phase in due:
             for k in range(phase.repeats):
@@ -154,37 +171,88 @@ class Trainer:
         """Train until cfg.kimg; returns the final checkpoint path. Raises Interrupted on Ctrl-C/SIGTERM."""
         cfg = self.cfg
         total = int(round(cfg.kimg * 1000))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress)
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress)
         old_handlers = self._install_signal_handlers()
         try:
-            if self.nimg == 0:
+            if self.nimg == 0 and main:
                 self._write_reals()
                 self._write_grids()
+            self._resume_clock = time.perf_counter() - self.wall_s
+            if main:
+                self.monitor.hparams(self._hparams(), [f"Metrics/{m}" for m in cfg.metric_list])
             while self.nimg < total and not self._stop:
                 before = self.nimg
                 self.step()
+                self.wall_s = time.perf_counter() - self._resume_clock
+                self._stop = any_rank(self._stop, self.dist, self.device)  # every rank stops together
+                if not main:
+                    continue
                 self.monitor.advance(self.nimg / 1000)
                 if _crossed(before, self.nimg, cfg.log_kimg) or self.nimg >= total:
                     self.monitor.flush(self.nimg, self._progress_scalars())
                 if _crossed(before, self.nimg, cfg.grid_kimg):
                     self._write_grids()
+                if _crossed(before, self.nimg, cfg.metrics_kimg) and self.nimg < total:
+                    self.evaluate()
                 if _crossed(before, self.nimg, cfg.snap_kimg) and self.nimg < total:
                     self.save()
             if self._stop:
                 path = self.save()
                 raise Interrupted(path)
-            self._write_grids()
+            if main:
+                self._write_grids()
+                self.evaluate()
             return self.save()
         finally:
             self._restore_signal_handlers(old_handlers)
-            self.monitor.close()
+            if self.monitor is not None:
+                self.monitor.close()
             self.monitor = None
 
     def _progress_scalars(self) -> dict[str, float]:
         out = {f"Progress/lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.opts.items()}
         out["Progress/skipped_steps"] = float(self.skipped)
+        return out
+
+    # ------------------------------------------------------------------ metrics
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of G_ema (untruncated) against the dataset's non-augmented reals: TensorBoard Metrics/*
+        and one JSON line in metrics.jsonl. A metric that cannot run (e.g. no Inception file) is skipped
+        with one warning and training goes on."""
+        names = self.cfg.metric_list
+        if not names:
+            return {}
+        from ..metrics import evaluate  # noqa: PLC0415
+
+        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 2)  # same latents at every evaluation
+
+        def generate(n: int) -> np.ndarray:
+            z = torch.randn(n, self.recipe.z_dim, generator=gen).to(self.device)
+            out = [self.recipe.generate(self.G_ema, chunk) for chunk in z.split(self.batch_gpu)]
+            return to_uint8(torch.cat(out))
+
+        warn = self.monitor.write if self.monitor is not None else print
+        values = evaluate(names, generate, self.dataset, device=self.device, progress=False, warn=warn)
+        if values:
+            if self.monitor is not None:
+                for k, v in values.items():
+                    self.monitor.writer.add_scalar(f"Metrics/{k}", v, global_step=self.nimg)
+                self.monitor.write(f"kimg {self.nimg / 1000:.2f}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"kimg": self.nimg / 1000, "wall_s": round(self.wall_s, 2), **values}) + "\n")
+        return values
+
+    def _hparams(self) -> dict:
+        """Flat hyperparameters for TensorBoard's HPARAMS tab: model, size, batch and every model value."""
+        out = {"model": self.cfg.model, "size": self.cfg.size, "batch": self.cfg.batch, "amp": self.cfg.amp,
+               "data": self.cfg.data}
+        out.update({f"m.{k}": v for k, v in dataclasses_asdict(self.recipe.cfg).items()
+                    if isinstance(v, (int, float, str, bool))})
         return out
 
     # ------------------------------------------------------------------ pictures
@@ -220,11 +288,13 @@ class Trainer:
             "opts": {k: o.state_dict() for k, o in self.recipe.opts.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "recipe": self.recipe.state_dict(),
-            "progress": {"nimg": self.nimg, "iteration": self.iteration, "skipped": self.skipped},
+            "progress": {"nimg": self.nimg, "iteration": self.iteration, "skipped": self.skipped,
+                         "wall_s": self.wall_s},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "sampler": self.sampler.state_dict(),
+                "z": self.z_gen.get_state(),
             },
             "fixed": {"z": self.fixed_z},
         }
@@ -244,6 +314,7 @@ class Trainer:
         self.recipe.load_state_dict(state.get("recipe", {}))
         prog = state["progress"]
         self.nimg, self.iteration, self.skipped = int(prog["nimg"]), int(prog["iteration"]), int(prog["skipped"])
+        self.wall_s = float(prog.get("wall_s", 0.0))
         rng = state.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
@@ -251,10 +322,18 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"][: torch.cuda.device_count()])
         if "sampler" in rng:
             self.sampler.load_state_dict(rng["sampler"])
+        if "z" in rng:
+            self.z_gen.set_state(rng["z"])
+        if self.dist.active:  # per-rank streams continue from the saved one, shifted by rank
+            torch.manual_seed(int(torch.randint(2**62, [])) + self.dist.rank)
         if "fixed" in state:
             self.fixed_z = state["fixed"]["z"]
 
     def save(self) -> Path:
+        """Checkpoint (rank 0 writes; every rank returns the path)."""
+        if not self.dist.is_main:
+            from .checkpoint import checkpoint_dir
+            return checkpoint_dir(self.run_dir) / f"ckpt-{self.nimg:09d}.pt"
         path = save_checkpoint(self.state_dict(), self.run_dir, self.nimg, keep=self.cfg.keep)
         if self.monitor is not None:
             self.monitor.write(f"kimg {self.nimg / 1000:.2f}: checkpoint {path}")
