@@ -1,18 +1,25 @@
-"""Custom ops (upfirdn2d, bias_act): pure-PyTorch references now, fused CUDA kernels later."""
+"""Custom ops (upfirdn2d, bias_act): pure-PyTorch references and fused CUDA kernels built on first use.
+
+`backend` picks the implementation (`impl='auto' | 'cuda' | 'ref'`), `build` compiles and caches the CUDA
+plugins (never at import), `doctor_report()` describes the toolchain and what each op will run.
+"""
 
 # `upfirdn2d` and `bias_act` stay the *submodules* (NVlabs style): call `upfirdn2d.upfirdn2d(...)`,
 # `upfirdn2d.setup_filter(...)`, `bias_act.bias_act(...)`. Never re-export the same-named functions here:
 # they would shadow the submodules.
-from . import backend, bias_act, upfirdn2d
-from .backend import IMPLS, get_default_impl, resolve_impl, set_default_impl
+from . import backend, bias_act, build, upfirdn2d
+from .backend import IMPLS, OpsFallbackWarning, doctor_report, get_default_impl, resolve_impl, set_default_impl
 from .bias_act import ACTIVATIONS, Activation
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upsample2d
 
 __all__ = [
     "backend",
     "bias_act",
+    "build",
     "upfirdn2d",
     "IMPLS",
+    "OpsFallbackWarning",
+    "doctor_report",
     "get_default_impl",
     "resolve_impl",
     "set_default_impl",

@@ -3,19 +3,45 @@
 Every op takes `impl=None | 'auto' | 'cuda' | 'ref'`:
 
 - `'ref'`:  the pure-PyTorch reference (any device, any float dtype, differentiable to any order).
-- `'cuda'`: the fused CUDA kernels. They do not exist yet, so asking for them raises a RuntimeError.
-- `'auto'`: the fastest available implementation for the input tensor; for now always `'ref'`.
+- `'cuda'`: the fused CUDA kernels (see `build.py`: compiled just in time on first use and cached). Raises
+            a RuntimeError that says why when they cannot run (CPU tensor, no nvcc, compiler error, ...).
+- `'auto'`: the CUDA kernels for CUDA tensors when they build, else the reference. A failed build falls
+            back with one warning per process (the reason and the build log's path).
 - `None`:   the process-wide default, settable with `set_default_impl()` (the CLI's `--ops` flag).
+
+`doctor_report()` describes the toolchain and what each op will run, without building anything on a
+machine without a GPU.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import threading
+import warnings
+
 import torch
+
+from . import build
+
+__all__ = [
+    "IMPLS",
+    "OpsFallbackWarning",
+    "set_default_impl",
+    "get_default_impl",
+    "resolve_impl",
+    "doctor_report",
+    "set_poison_outputs",
+    "poison_outputs",
+]
 
 IMPLS = ("auto", "cuda", "ref")
 
-_CUDA_UNAVAILABLE = "CUDA kernels for cuda_ops are not available yet; use impl='ref' (--ops ref)"
-
 _default_impl = "auto"
+
+
+class OpsFallbackWarning(UserWarning):
+    """impl='auto' wanted the CUDA kernels for a CUDA tensor but could not build or load them."""
 
 
 def _check_impl(impl: object) -> str:
@@ -35,10 +61,193 @@ def get_default_impl() -> str:
     return _default_impl
 
 
-def resolve_impl(impl: str | None, x: torch.Tensor) -> str:
-    """Turn a requested `impl` (or None = the default) into the one to run on `x`: currently always 'ref'."""
+# --------------------------------------------------------------------------------------------------------
+# Resolution.
+
+_warn_lock = threading.Lock()
+_fallback_warned = False
+
+
+def _is_cuda(x: torch.Tensor) -> bool:
+    return x.is_cuda
+
+
+def resolve_impl(impl: str | None, x: torch.Tensor, op: str | None = None, unsupported: str | None = None) -> str:
+    """Turn a requested `impl` (or None = the default) into the one to run on `x`: 'cuda' or 'ref'.
+
+    op:          the plugin the caller needs ('bias_act' or 'upfirdn2d'); None = all of them.
+    unsupported: the caller's reason why the CUDA kernels cannot take this particular call (a dtype they
+                 lack, a filter that needs a gradient), or None. 'auto' then quietly takes 'ref'.
+    Building the plugin (first use only) happens here, for CUDA tensors only.
+    """
     impl = _check_impl(_default_impl if impl is None else impl)
+    if impl == "ref":
+        return "ref"
+    ops = build.OPS if op is None else (op,)
     if impl == "cuda":
-        raise RuntimeError(_CUDA_UNAVAILABLE)
-    # 'auto' will pick 'cuda' for CUDA tensors once the kernels exist; `x` is taken for that decision.
-    return "ref"
+        if not _is_cuda(x):
+            raise RuntimeError(
+                f"impl='cuda' (--ops cuda) runs on CUDA tensors only, but x is on {x.device}; "
+                "use impl='auto' or impl='ref' (--ops ref)"
+            )
+        if unsupported:
+            raise RuntimeError(f"impl='cuda' (--ops cuda) cannot run this call: {unsupported}; use impl='auto' or 'ref'")
+        for name in ops:
+            try:
+                build.get_plugin(name)
+            except build.PluginUnavailable as e:
+                raise RuntimeError(
+                    f"impl='cuda' (--ops cuda) is unavailable: {e}. Use impl='auto' or impl='ref' (--ops ref)"
+                ) from e
+        return "cuda"
+    # 'auto'
+    if not _is_cuda(x) or unsupported:
+        return "ref"
+    for name in ops:
+        try:
+            build.get_plugin(name)
+        except build.PluginUnavailable as e:
+            _warn_fallback(e)
+            return "ref"
+    return "cuda"
+
+
+def _warn_fallback(e: build.PluginUnavailable) -> None:
+    """One warning per process, however many ops and calls fall back."""
+    global _fallback_warned
+    with _warn_lock:
+        if _fallback_warned:
+            return
+        _fallback_warned = True
+    warnings.warn(
+        f"stylegan_anime.cuda_ops: using the slower pure-PyTorch reference ops because {e}. "
+        "Run `stylegan-anime doctor` for details; --ops ref silences this.",
+        OpsFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def reset_state() -> None:
+    """Forget loaded/failed plugins and the fallback warning of this process (tests, retries)."""
+    global _fallback_warned
+    build.reset()
+    with _warn_lock:
+        _fallback_warned = False
+
+
+# --------------------------------------------------------------------------------------------------------
+# Debug: fill every kernel output with NaN before the kernel runs, so unwritten elements show up.
+
+_poison = os.environ.get("STYLEGAN_ANIME_OPS_POISON", "") not in ("", "0")
+
+
+def set_poison_outputs(flag: bool) -> None:
+    """Debug switch: the CUDA kernels' outputs are NaN-filled before each launch (slower; tests)."""
+    global _poison
+    _poison = bool(flag)
+
+
+def poison_outputs() -> bool:
+    return _poison
+
+
+# --------------------------------------------------------------------------------------------------------
+# Doctor.
+
+
+def _run_version(cmd: list[str]) -> str | None:
+    """First informative line of `cmd --version`-style output, or None."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = (out.stdout or "") + (out.stderr or "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    for ln in lines:  # nvcc: "Cuda compilation tools, release 13.0, V13.0.88"
+        if "release" in ln:
+            return ln
+    return lines[0]
+
+
+def _cxx_compiler() -> str:
+    if os.name == "nt":
+        return os.environ.get("CXX", "cl")
+    return os.environ.get("CXX", "c++")
+
+
+def doctor_report(try_build: bool = False) -> list[tuple[str, str]]:
+    """(item, finding) rows about the CUDA ops: toolchain, each op's build status, the path training takes.
+
+    try_build: build the plugins now when a GPU is present (else only report what is cached). Never
+    builds, and never fails, on a machine without a GPU.
+    """
+    rows: list[tuple[str, str]] = [("torch", torch.__version__)]
+    rows.append(("torch CUDA", torch.version.cuda or "none (this torch is a CPU-only build)"))
+    try:
+        if torch.cuda.is_available():
+            gpus = []
+            for i in range(torch.cuda.device_count()):
+                major, minor = torch.cuda.get_device_capability(i)
+                gpus.append(f"cuda:{i} {torch.cuda.get_device_name(i)} (sm_{major}{minor})")
+            rows.append(("CUDA available", "yes: " + "; ".join(gpus)))
+        else:
+            rows.append(("CUDA available", "no"))
+    except Exception as e:  # noqa: BLE001 - a broken driver must not crash the doctor
+        rows.append(("CUDA available", f"error: {e}"))
+
+    nvcc = build.find_nvcc()
+    if nvcc:
+        rows.append(("nvcc", f"{nvcc} ({_run_version([nvcc, '--version']) or 'version unknown'})"))
+    else:
+        rows.append(("nvcc", "not found (set CUDA_HOME or put the CUDA toolkit's bin/ on PATH)"))
+    ninja = shutil.which("ninja")
+    rows.append(("ninja", f"{ninja} ({_run_version([ninja, '--version']) or 'version unknown'})" if ninja
+                 else "not found (pip install ninja)"))
+    cxx = shutil.which(_cxx_compiler())
+    rows.append(("C++ compiler", f"{cxx} ({_run_version([cxx, '--version']) or 'version unknown'})" if cxx
+                 else f"{_cxx_compiler()!r} not found"))
+    rows.append(("ops cache", str(build.cache_root())))
+    rows.append(("default impl", get_default_impl()))
+
+    states = {}
+    for op in build.OPS:
+        try:
+            if try_build and torch.cuda.is_available():
+                try:
+                    build.get_plugin(op)
+                except build.PluginUnavailable:
+                    pass  # reported below
+            state, detail = build.plugin_status(op)
+        except Exception as e:  # noqa: BLE001
+            state, detail = "error", f"{type(e).__name__}: {e}"
+        states[op] = (state, detail)
+        rows.append((f"op {op}", f"{state}: {detail}" if detail else state))
+    rows.append(("training path", _training_path(states)))
+    return rows
+
+
+def _training_path(states: dict[str, tuple[str, str]]) -> str:
+    impl = get_default_impl()
+    if impl == "ref":
+        return "ref (the reference ops were chosen: --ops ref)"
+    problem = build._no_cuda_reason()
+    if problem:
+        if impl == "cuda":
+            return f"error: --ops cuda needs a CUDA GPU, but {problem[1]}"
+        return f"ref ({problem[1]}; training on a CPU uses the reference ops)"
+    failed = [(op, d) for op, (s, d) in states.items() if s in ("failed", "error")]
+    if failed:
+        op, detail = failed[0]
+        if impl == "cuda":
+            return f"error: --ops cuda, but the {op} plugin failed: {detail}"
+        return f"ref (fallback: the {op} plugin failed: {detail})"
+    if all(s in ("loaded", "built") for s, _ in states.values()):
+        return "cuda (the fused kernels are built)"
+    tool = build.cuda_toolchain_problem()
+    if tool:
+        if impl == "cuda":
+            return f"error: --ops cuda, but {tool[1]}"
+        return f"ref (fallback: {tool[1]})"
+    return "cuda if the first-use build succeeds (not built yet; it is compiled on the first training step)"

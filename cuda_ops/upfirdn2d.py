@@ -18,11 +18,16 @@ average brightness of the image. (NVlabs' upfirdn2d leaves that factor to its ca
 Filters: None = identity [1x1]; a 1-D tensor [fw] is separable (applied along x and then along y);
 a 2-D tensor is [fh, fw]. Build them with `setup_filter`.
 
-This module holds the pure-PyTorch reference, differentiable to any order through plain autograd; the
-fused CUDA kernel will plug in behind the same `impl` switch (see `backend.py`).
+Two implementations behind the `impl` switch (see `backend.py`): the pure-PyTorch reference, differentiable
+to any order through plain autograd, and the fused CUDA kernel (`upfirdn2d.cu`: one pass per call, a
+separable filter as a row pass plus a column pass). The CUDA path is a recursive autograd Function: the
+gradient of upfirdn2d is upfirdn2d of the gradient with the flipped filter, up and down swapped and
+matching padding, so it differentiates to any order too (with respect to x; a filter that needs a gradient
+goes to the reference).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from typing import Sequence
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import backend, build
 from .backend import resolve_impl
 
 __all__ = ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d"]
@@ -171,7 +177,8 @@ def upfirdn2d(
             f"{(px0, px1, py0, py1)} is {padded_h}x{padded_w}, smaller than the {fh}x{fw} filter"
         )
 
-    resolve_impl(impl, x)  # only 'ref' exists so far
+    if resolve_impl(impl, x, op="upfirdn2d", unsupported=_cuda_unsupported(x, f)) == "cuda":
+        return _upfirdn2d_cuda(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
     return _upfirdn2d_ref(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
 
 
@@ -221,6 +228,129 @@ def _upfirdn2d_ref(
     x = F.conv2d(x, wx[None, None, None, :].repeat(C, 1, 1, 1), stride=(1, downx), groups=C)  # [C,1,1,fw]
     x = F.conv2d(x, wy[None, None, :, None].repeat(C, 1, 1, 1), stride=(downy, 1), groups=C)  # [C,1,fw,1]
     return x
+
+
+# --------------------------------------------------------------------------------------------------------
+# The CUDA path.
+
+_CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _cuda_unsupported(x: torch.Tensor, f: torch.Tensor | None) -> str | None:
+    if x.dtype not in _CUDA_DTYPES:
+        return f"the upfirdn2d kernel supports float32/float64/float16/bfloat16, not {x.dtype}"
+    if f is not None and f.requires_grad and torch.is_grad_enabled():
+        return "the upfirdn2d kernel does not differentiate with respect to the filter f (detach it)"
+    return None
+
+
+def _plugin():
+    return build.get_plugin("upfirdn2d")
+
+
+def _upfirdn2d_cuda(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    upx: int,
+    upy: int,
+    downx: int,
+    downy: int,
+    px0: int,
+    px1: int,
+    py0: int,
+    py1: int,
+    flip_filter: bool,
+    gain: float,
+) -> torch.Tensor:
+    """The kernel wants a contiguous [fh, fw] filter in float32 (float64 for float64 x) on x's device."""
+    f_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if f is None:
+        f = torch.ones([1, 1], dtype=f_dtype, device=x.device)
+    f = f.detach().to(device=x.device, dtype=f_dtype)
+    if f.ndim == 1 and f.numel() == 1:
+        f = torch.outer(f, f)  # a separable 1-tap filter is applied twice: [[f0 * f0]]
+    if f.ndim == 2:
+        cfg = _KernelConfig(upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain * upx * upy)
+        return _Upfirdn2dCuda.apply(x, f.contiguous(), cfg)
+
+    # Separable: a [1, fw] pass along x and a [fw, 1] pass along y, cheaper order first.
+    fw = f.shape[0]
+    row, col = f.reshape(1, fw).contiguous(), f.reshape(fw, 1).contiguous()
+    cfg_x = _KernelConfig(upx, 1, downx, 1, px0, px1, 0, 0, flip_filter, gain * upx)
+    cfg_y = _KernelConfig(1, upy, 1, downy, 0, 0, py0, py1, flip_filter, float(upy))
+    H, W = x.shape[2], x.shape[3]
+    out_w = (W * upx + px0 + px1 - fw) // downx + 1
+    out_h = (H * upy + py0 + py1 - fw) // downy + 1
+    taps_x, taps_y = -(-fw // upx), -(-fw // upy)
+    cost_x_first = H * out_w * taps_x + out_h * out_w * taps_y
+    cost_y_first = out_h * W * taps_y + out_h * out_w * taps_x
+    if cost_x_first <= cost_y_first:
+        return _Upfirdn2dCuda.apply(_Upfirdn2dCuda.apply(x, row, cfg_x), col, cfg_y)
+    cfg_y = dataclasses.replace(cfg_y, scale=gain * upy)
+    cfg_x = dataclasses.replace(cfg_x, scale=float(upx))
+    return _Upfirdn2dCuda.apply(_Upfirdn2dCuda.apply(x, col, cfg_y), row, cfg_x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _KernelConfig:
+    upx: int
+    upy: int
+    downx: int
+    downy: int
+    px0: int
+    px1: int
+    py0: int
+    py1: int
+    flip: bool
+    scale: float  # everything the kernel multiplies by: the op's gain * up_x * up_y
+
+
+class _Upfirdn2dCuda(torch.autograd.Function):
+    """One kernel pass with a 2-D filter. Its gradient is the same Function (so any order works)."""
+
+    @staticmethod
+    def forward(ctx, x, f, cfg: _KernelConfig):  # noqa: D102
+        c = cfg
+        y = _plugin().upfirdn2d(
+            x, f, c.upx, c.upy, c.downx, c.downy, c.px0, c.px1, c.py0, c.py1, c.flip, c.scale,
+            backend.poison_outputs(),
+        )
+        ctx.save_for_backward(f)
+        ctx.cfg = cfg
+        ctx.in_hw = (x.shape[2], x.shape[3])
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # noqa: D102
+        (f,) = ctx.saved_tensors
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = _Upfirdn2dCuda.apply(dy, f, _transpose_config(ctx.cfg, ctx.in_hw, dy.shape[2:], f.shape))
+        return dx, None, None
+
+
+def _transpose_config(c: _KernelConfig, in_hw, out_hw, f_shape) -> _KernelConfig:
+    """The adjoint of one pass: swap up/down, flip the filter, pad so that the output is the input's size.
+
+    Along x: forward output o reads input i through filter tap i*up + p0 - o*down (in correlation form),
+    so the adjoint pass with up' = down, down' = up and the flipped filter needs p0' = fw - 1 - p0, and
+    p1' = W*up - Wo*down + p0 - up + 1 makes its output exactly W wide.
+    """
+    H, W = in_hw
+    Ho, Wo = out_hw
+    fh, fw = f_shape
+    return _KernelConfig(
+        upx=c.downx,
+        upy=c.downy,
+        downx=c.upx,
+        downy=c.upy,
+        px0=fw - 1 - c.px0,
+        px1=W * c.upx - Wo * c.downx + c.px0 - c.upx + 1,
+        py0=fh - 1 - c.py0,
+        py1=H * c.upy - Ho * c.downy + c.py0 - c.upy + 1,
+        flip=not c.flip,
+        scale=c.scale,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------

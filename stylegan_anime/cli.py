@@ -117,12 +117,16 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--workers", type=int, default=None, help="processes for decoding images when packing a dataset")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
+              help="custom ops: fused CUDA kernels (built on first use), the PyTorch reference, or auto")
 @_model_options
 @click.pass_context
 def train(ctx, **kw):
     """Train a GAN (any model) on a folder, zip, packed set or the built-in demo faces."""
+    from .cuda_ops import set_default_impl
     from .training import distributed
 
+    set_default_impl(kw.pop("ops"))
     d = distributed.init_from_env(kw["device"])  # a torchrun launch: join the group; else one process
     try:
         _train(ctx, kw, d)
@@ -256,10 +260,14 @@ Examples:
 @click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch, device):
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
+              help="custom ops: fused CUDA kernels, the PyTorch reference, or auto")
+def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch, device, ops):
     """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
+    from .cuda_ops import set_default_impl
     from .generate import Sampler, parse_seeds
 
+    set_default_impl(ops)
     if grid is None and count is None:
         raise ConfigError("say what to write: --grid FILE (with --seeds) or --count N --outdir DIR")
     if count is not None and (count < 1 or outdir is None):
@@ -316,6 +324,24 @@ def import_checkpoint_cmd(pkl, out):
         raise ConfigError(f"pickle does not exist: {pkl}")
     path = import_checkpoint(pkl, out)
     click.echo(f"imported {pkl} -> {path}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+@cli.command(epilog="""
+\b
+Examples:
+  stylegan-anime doctor            # report only
+  stylegan-anime doctor --build    # also compile the CUDA ops now (on a GPU machine)
+""")
+@click.option("--build", "try_build", is_flag=True, help="compile the CUDA ops now if a GPU is present (else only report)")
+def doctor(try_build):
+    """Check torch, CUDA, nvcc, ninja and the compiler; say whether training uses the fused CUDA ops or the reference."""
+    from .cuda_ops import doctor_report
+
+    rows = doctor_report(try_build=try_build)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from stylegan_anime import cuda_ops
 from stylegan_anime.cuda_ops import backend, bias_act, upfirdn2d
 
-CUDA_MSG = "CUDA kernels for cuda_ops are not available yet; use impl='ref' (--ops ref)"
+CUDA_ON_CPU_MSG = (
+    "impl='cuda' (--ops cuda) runs on CUDA tensors only, but x is on cpu; use impl='auto' or impl='ref' (--ops ref)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -439,10 +441,10 @@ def test_backend_resolution_and_errors():
     assert backend.resolve_impl(None, x) == "ref"
     with pytest.raises(RuntimeError) as e:
         backend.resolve_impl("cuda", x)
-    assert str(e.value) == CUDA_MSG
-    with pytest.raises(RuntimeError, match="not available yet"):
+    assert str(e.value) == CUDA_ON_CPU_MSG
+    with pytest.raises(RuntimeError, match="CUDA tensors only"):
         upfirdn2d.upsample2d(x, upfirdn2d.setup_filter([1, 1]), impl="cuda")
-    with pytest.raises(RuntimeError, match="not available yet"):
+    with pytest.raises(RuntimeError, match="CUDA tensors only"):
         bias_act.bias_act(x, impl="cuda")
     for bogus in ["CUDA", "triton", "", 3]:
         with pytest.raises(ValueError, match="'auto', 'cuda', 'ref'"):
@@ -459,9 +461,9 @@ def test_default_impl_switch():
     assert backend.get_default_impl() == "auto"
     backend.set_default_impl("cuda")
     assert cuda_ops.get_default_impl() == "cuda"
-    with pytest.raises(RuntimeError, match="not available yet"):
+    with pytest.raises(RuntimeError, match="CUDA tensors only"):
         upfirdn2d.filter2d(x, f)
-    with pytest.raises(RuntimeError, match="not available yet"):
+    with pytest.raises(RuntimeError, match="CUDA tensors only"):
         bias_act.bias_act(x)
     # An explicit impl overrides the default.
     torch.testing.assert_close(upfirdn2d.filter2d(x, f, impl="ref")[..., 1:, 1:], x[..., 1:, 1:])

@@ -31,7 +31,8 @@ class BatchSampler:
             self.images = images
         self.on_device = device_resident
         labels = getattr(dataset, "labels", None)
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
+        self.labels_cpu = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.labels = None if labels is None else self.labels_cpu.to(self.device)
 
     def _fits(self, nbytes: int) -> bool:
         if self.device.type == "cuda":
@@ -78,6 +79,15 @@ class BatchSampler:
             x = torch.where(f[:, None, None, None], x.flip(3), x)
         labels = None if self.labels is None else self.labels[idx.to(self.device)]
         return x, labels
+
+    def random_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """n label rows of random real images ([n,K] int64 on the host), the data's label distribution;
+        None when the data has no labels."""
+        if self.labels is None:
+            return None
+        gen = generator if generator is not None else self.gen
+        idx = torch.randint(self.count, (n,), generator=gen)
+        return self.labels_cpu[idx]
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos}

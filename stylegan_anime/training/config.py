@@ -38,6 +38,7 @@ class TrainConfig:
     workers: int | None = None  # processes for decoding images when the dataset is packed
     progress: bool = True
     model_cfg: dict = field(default_factory=dict)  # the recipe's hyperparameters (asdict of its Config)
+    label_names: dict | None = None  # the data's label vocabulary, kept for conditional models ({'hair': [...]})
 
     @property
     def batch(self) -> int:

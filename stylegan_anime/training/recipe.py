@@ -46,6 +46,7 @@ class Batch:
     z: torch.Tensor  # [n, z_dim] latents drawn by the trainer from N(0, I)
     reals: torch.Tensor | None = None  # [n, 3, H, W] float in [-1, 1], None if the phase needs no reals
     labels: torch.Tensor | None = None  # [n, K] int64 labels of the reals (hair, eye ...) when the data has them
+    fake_labels: torch.Tensor | None = None  # [n, K] int64 labels to generate with (drawn from the data's labels)
 
 
 LossFn = Callable[[Batch], "dict[str, torch.Tensor]"]
@@ -70,6 +71,9 @@ class Recipe:
     name: ClassVar[str] = ""
     Config: ClassVar[type[RecipeConfig]] = RecipeConfig
     description: ClassVar[str] = ""
+    # A conditional recipe needs labelled data and gets `label_names` ({'hair': [...], 'eye': [...]}, one
+    # entry per column of the labels, -1 meaning unknown) as a keyword argument of its constructor.
+    conditional: ClassVar[bool] = False
 
     def __init__(self, cfg: RecipeConfig, resolution: int, device: torch.device):
         self.cfg = cfg

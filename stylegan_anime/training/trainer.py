@@ -57,7 +57,14 @@ def resolve_device(name: str) -> torch.device:
 
 def build_recipe(cfg: TrainConfig, device: torch.device) -> Recipe:
     recipe_cls = get_recipe(cfg.model)
-    return recipe_cls(recipe_cls.make_config(**cfg.model_cfg), cfg.size, device)
+    extra = {}
+    if recipe_cls.conditional:
+        if not cfg.label_names:
+            from .config import ConfigError
+            raise ConfigError(f"--model {cfg.model} is conditional and needs labelled data (e.g. --data demo, "
+                              f"or prepare-data --labels FILE)")
+        extra["label_names"] = cfg.label_names
+    return recipe_cls(recipe_cls.make_config(**cfg.model_cfg), cfg.size, device, **extra)
 
 
 class Trainer:
@@ -69,6 +76,10 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.dist.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        if dataset is None:
+            dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)
+        if cfg.label_names is None and getattr(dataset, "label_names", None):
+            cfg.label_names = dict(dataset.label_names)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.recipe = build_recipe(cfg, self.device)
         if self.dist.active:  # recipe-internal randomness (noise, mixing, penalties) differs per rank
@@ -78,8 +89,6 @@ class Trainer:
         amp_on = cfg.amp != "off"
         self.autocast = dict(device_type=self.device.type, dtype=AMP_DTYPES.get(cfg.amp, torch.float32), enabled=amp_on)
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16") for k in self.recipe.opts}
-        if dataset is None:
-            dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)
         self.dataset = dataset
         self.sampler = BatchSampler(dataset, self.device, seed=cfg.seed, xflip=cfg.xflip)
         self.per_rank = cfg.batch // self.dist.world  # this rank's share of the global batch
@@ -93,6 +102,7 @@ class Trainer:
         self.wall_s = 0.0  # training wall-clock, carried across resumes
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(cfg.grid_size ** 2, self.recipe.z_dim, generator=fixed)
+        self.fixed_labels = self.sampler.random_labels(cfg.grid_size ** 2, fixed)  # [n,K] or None
         self._stop = False
         self.monitor: Monitor | None = None
         if resume is not None:
@@ -104,6 +114,14 @@ class Trainer:
         z = z[self.dist.rank * self.per_rank:(self.dist.rank + 1) * self.per_rank]
         return list(z.split(self.batch_gpu))
 
+    def _draw_fake_labels(self) -> list[torch.Tensor] | None:
+        """Labels for the global batch of fakes, drawn from the data's label rows (shared stream), sliced."""
+        c = self.sampler.random_labels(self.cfg.batch, self.z_gen if self.z_gen.device.type == "cpu" else None)
+        if c is None:
+            return None
+        c = c[self.dist.rank * self.per_rank:(self.dist.rank + 1) * self.per_rank]
+        return list(c.to(self.device).split(self.batch_gpu))
+
     def run_phase(self, phase: Phase, reals: list[torch.Tensor] | None, labels: list | None) -> None:
         """One optimiser step of phase.net over the global batch, accumulated over rounds."""
         net, opt, scaler = self.recipe.nets[phase.net], self.recipe.opts[phase.net], self.scalers[phase.net]
@@ -111,9 +129,11 @@ class Trainer:
             set_requires_grad(module, name == phase.net)
         opt.zero_grad(set_to_none=True)
         zs = self._draw_z()
+        fake_labels = self._draw_fake_labels()
         for r in range(self.rounds):
             batch = Batch(z=zs[r], reals=None if reals is None else reals[r],
-                          labels=None if labels is None else labels[r])
+                          labels=None if labels is None else labels[r],
+                          fake_labels=None if fake_labels is None else fake_labels[r])
             with torch.autocast(**self.autocast):
                 out = phase.loss(batch)
             scaler.scale(out["loss"].float() / self.rounds).backward()
@@ -260,7 +280,9 @@ class Trainer:
     def sample_grid(self, G: torch.nn.Module, **kwargs) -> "np.ndarray":  # noqa: F821
         was_training = G.training
         G.eval()
-        images = [self.recipe.generate(G, z.to(self.device), **kwargs) for z in self.fixed_z.split(self.batch_gpu)]
+        labels = [None] * len(self.fixed_z) if self.fixed_labels is None else self.fixed_labels.to(self.device)
+        images = [self.recipe.generate(G, z.to(self.device), None if c is None or c[0] is None else c, **kwargs)
+                  for z, c in zip(self.fixed_z.split(self.batch_gpu), _split(labels, self.batch_gpu))]
         G.train(was_training)
         return make_grid(torch.cat(images), cols=self.cfg.grid_size)
 
@@ -296,7 +318,7 @@ class Trainer:
                 "sampler": self.sampler.state_dict(),
                 "z": self.z_gen.get_state(),
             },
-            "fixed": {"z": self.fixed_z},
+            "fixed": {"z": self.fixed_z, **({} if self.fixed_labels is None else {"labels": self.fixed_labels})},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -328,6 +350,7 @@ class Trainer:
             torch.manual_seed(int(torch.randint(2**62, [])) + self.dist.rank)
         if "fixed" in state:
             self.fixed_z = state["fixed"]["z"]
+            self.fixed_labels = state["fixed"].get("labels", self.fixed_labels)
 
     def save(self) -> Path:
         """Checkpoint (rank 0 writes; every rank returns the path)."""
@@ -364,6 +387,10 @@ class Trainer:
     def request_stop(self) -> None:
         """Stop at the end of the current iteration, as Ctrl-C does (used by tests and embedding code)."""
         self._stop = True
+
+
+def _split(x, n: int) -> list:
+    return list(x.split(n)) if isinstance(x, torch.Tensor) else [x[i:i + n] for i in range(0, len(x), n)]
 
 
 def _crossed(before: int, after: int, interval_kimg: float) -> bool:
