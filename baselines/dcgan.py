@@ -87,6 +87,7 @@ class DCGAN(BaselineRecipe):
         return {
             "loss": self.d_loss_scale * (loss_real + loss_fake),
             "D_real": torch.sigmoid(real).mean().detach(),  # mean probability "real" on reals
+            "real_sign": real.sign().mean().detach(),  # E[sign(D(x))]: the adaptive-augmentation signal
             "D_fake": torch.sigmoid(fake).mean().detach(),  # ... and on fakes
         }
 

@@ -51,6 +51,7 @@ class WGAN(BaselineRecipe):
         fake = self.scores(self.fakes(batch.z))  # [N]
         wdist = real.mean() - fake.mean()
         return {"loss": -wdist, "D_real": real.mean().detach(), "D_fake": fake.mean().detach(),
+                "real_sign": real.sign().mean().detach(),
                 "wdist": wdist.detach()}
 
     def loss_G(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -92,6 +92,7 @@ class WGANGP(BaselineRecipe):
         wdist = real.mean() - fake.mean()
         gp = gradient_penalty(self.nets["D"], batch.reals, fakes)
         return {"loss": -wdist + self.cfg.gp_weight * gp, "D_real": real.mean().detach(),
+                "real_sign": real.sign().mean().detach(),
                 "D_fake": fake.mean().detach(), "wdist": wdist.detach(), "gp": gp.detach()}
 
     loss_G = WGAN.loss_G  # -E[D(G(z))], as in WGAN

@@ -111,6 +111,14 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--grid", "grid_kimg", type=float, default=2.0, show_default=True, help="sample grid every N kimg")
 @click.option("--log", "log_kimg", type=float, default=0.5, show_default=True, help="scalars to TensorBoard every N kimg")
 @click.option("--keep", type=int, default=3, show_default=True, help="checkpoints kept (newest)")
+@click.option("--augment", type=click.Choice(["none", "diffaug"]), default="none", show_default=True,
+              help="DiffAugment everything D sees (small datasets: use it); p adapts towards --aug-target")
+@click.option("--aug-policy", default="color,translation,cutout", show_default=True)
+@click.option("--aug-target", type=float, default=0.6, show_default=True,
+              help="adaptive p: target of E[sign(D(real))]; 0 keeps p fixed")
+@click.option("--aug-p", type=float, default=None, help="initial p [default: 0 adaptive, 1 fixed]")
+@click.option("--aug-speed", "aug_speed_kimg", type=float, default=100.0, show_default=True,
+              help="adaptive p can go from 0 to 1 in this many kimg")
 @click.option("--metrics", default="none", show_default=True,
               help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd) or none")
 @click.option("--metrics-kimg", type=float, default=50.0, show_default=True, help="evaluate every N kimg and at the end")

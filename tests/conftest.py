@@ -51,7 +51,7 @@ class ToyGAN(Recipe):
             fake = G(batch.z)
         real_logit, fake_logit = D(batch.reals), D(fake)
         loss = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
-        return {"loss": loss, "D_real": real_logit.detach().mean()}
+        return {"loss": loss, "D_real": real_logit.detach().mean(), "real_sign": real_logit.detach().sign().mean()}
 
     def loss_g(self, batch):
         return {"loss": F.softplus(-self.nets["D"](self.nets["G"](batch.z))).mean()}

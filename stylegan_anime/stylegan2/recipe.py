@@ -217,6 +217,7 @@ class StyleGAN2(Recipe):
         fake_logits, real_logits = self.run_D(fake), self.run_D(batch.reals)
         loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         return {"loss": loss, "D_real": torch.sigmoid(real_logits).mean().detach(),
+                "real_sign": real_logits.sign().mean().detach(),
                 "D_fake": torch.sigmoid(fake_logits).mean().detach(),
                 "w_avg_norm": self.nets["G"].mapping.w_avg.norm().detach()}
 

@@ -13,7 +13,8 @@ AMP_MODES = ("off", "bf16", "fp16")
 
 # Flags that may differ when resuming a run (everything else must match the saved configuration).
 RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress", "device",
-                       "amp", "workers", "metrics", "metrics_kimg")
+                       "amp", "workers", "metrics", "metrics_kimg", "augment", "aug_policy", "aug_target",
+                       "aug_p", "aug_speed_kimg")
 
 
 @dataclass
@@ -31,6 +32,11 @@ class TrainConfig:
     grid_kimg: float = 2.0  # sample grid to TensorBoard and PNG every N kimg
     log_kimg: float = 0.5  # scalars to TensorBoard every N kimg
     keep: int = 3  # checkpoints kept (newest)
+    augment: str = "none"  # none | diffaug: DiffAugment of everything D sees (training/augment.py)
+    aug_policy: str = "color,translation,cutout"
+    aug_target: float = 0.6  # adaptive p: target of E[sign(D(real))]; 0 = fixed p
+    aug_p: float | None = None  # initial p (default: 0 when adaptive, 1 when fixed)
+    aug_speed_kimg: float = 100.0  # adaptive p can go from 0 to 1 in this many kimg
     metrics: str = "none"  # comma-separated metrics evaluated on G_ema during training ('' or 'none': off)
     metrics_kimg: float = 50.0  # evaluate every N kimg (and at the end)
     grid_size: int = 8  # the sample grid is grid_size x grid_size
@@ -97,5 +103,15 @@ def validate(cfg: TrainConfig, world: int = 1) -> None:
         unknown = [m for m in cfg.metric_list if m not in METRICS]
         if unknown:
             raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if cfg.augment not in ("none", "diffaug"):
+        raise ConfigError(f"--augment must be none or diffaug, got {cfg.augment!r}")
+    if cfg.augment == "diffaug":
+        from .augment import DiffAugment
+        try:
+            DiffAugment(cfg.aug_policy)
+        except ValueError as e:
+            raise ConfigError(f"--aug-policy: {e}") from None
+        if cfg.aug_p is not None and not 0 <= cfg.aug_p <= 1:
+            raise ConfigError(f"--aug-p must be in [0, 1], got {cfg.aug_p}")
     if cfg.keep < 1:
         raise ConfigError(f"--keep must be at least 1, got {cfg.keep}")

@@ -28,6 +28,7 @@ from ..data import open_dataset
 from ..data.sampler import BatchSampler
 from ..imageio_utils import make_grid, save_image, to_uint8
 from ..models import get_recipe
+from .augment import DiffAugment
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .distributed import Dist, all_reduce_mean_, any_rank
@@ -86,6 +87,12 @@ class Trainer:
             torch.manual_seed(cfg.seed * 1000 + self.dist.rank + 1)
         self.G = self.recipe.nets["G"]
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment = None
+        if cfg.augment == "diffaug":  # everything D sees goes through it: a forward pre-hook on D
+            p = cfg.aug_p if cfg.aug_p is not None else (0.0 if cfg.aug_target > 0 else 1.0)
+            self.augment = DiffAugment(cfg.aug_policy, p=p, target=cfg.aug_target, speed_kimg=cfg.aug_speed_kimg)
+            self.recipe.nets["D"].register_forward_pre_hook(self.augment.hook)
+        self.augment_rt = float("nan")
         amp_on = cfg.amp != "off"
         self.autocast = dict(device_type=self.device.type, dtype=AMP_DTYPES.get(cfg.amp, torch.float32), enabled=amp_on)
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16") for k in self.recipe.opts}
@@ -138,6 +145,8 @@ class Trainer:
                 out = phase.loss(batch)
             scaler.scale(out["loss"].float() / self.rounds).backward()
             self._record(phase.name, out)
+            if self.augment is not None and "real_sign" in out:
+                self.augment.accumulate(out["real_sign"], zs[r].shape[0])
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         all_reduce_mean_(grads, self.dist.world)  # one gradient sync per step, after the last round
         scaler.unscale_(opt)
@@ -173,6 +182,11 @@ class Trainer:
         self.nimg += shown
         self.iteration += 1
         self._update_ema(shown)
+        if self.augment is not None and self.iteration % self.augment.interval == 0:
+            if self.dist.active and self.augment._sign_sum is not None:
+                all_reduce_mean_([self.augment._sign_sum], self.dist.world)
+            rt = self.augment.adjust(self.cfg.batch)
+            self.augment_rt = self.augment_rt if rt is None else rt
 
     @torch.no_grad()
     def _update_ema(self, shown: int) -> None:
@@ -236,6 +250,9 @@ class Trainer:
     def _progress_scalars(self) -> dict[str, float]:
         out = {f"Progress/lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.opts.items()}
         out["Progress/skipped_steps"] = float(self.skipped)
+        if self.augment is not None:
+            out["Progress/augment_p"] = self.augment.p
+            out["Stats/augment_rt"] = self.augment_rt
         return out
 
     # ------------------------------------------------------------------ metrics
@@ -310,6 +327,7 @@ class Trainer:
             "opts": {k: o.state_dict() for k, o in self.recipe.opts.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "recipe": self.recipe.state_dict(),
+            "augment": None if self.augment is None else self.augment.state_dict(),
             "progress": {"nimg": self.nimg, "iteration": self.iteration, "skipped": self.skipped,
                          "wall_s": self.wall_s},
             "rng": {
@@ -334,6 +352,8 @@ class Trainer:
             if state.get("scalers", {}).get(k):
                 s.load_state_dict(state["scalers"][k])
         self.recipe.load_state_dict(state.get("recipe", {}))
+        if self.augment is not None and state.get("augment"):
+            self.augment.load_state_dict(state["augment"])
         prog = state["progress"]
         self.nimg, self.iteration, self.skipped = int(prog["nimg"]), int(prog["iteration"]), int(prog["skipped"])
         self.wall_s = float(prog.get("wall_s", 0.0))
