@@ -41,6 +41,7 @@ def _env(rank, world, port):
 
 def _toy_worker(rank, world, port, run_dir, kimg, batch_gpu):
     _env(rank, world, port)
+    sys.stderr = open(Path(run_dir).parent / f"{Path(run_dir).name}.rank{rank}.err", "a", buffering=1)
     from conftest import ListDataset, ToyGAN, random_dataset
 
     from stylegan_anime.models import register_model
@@ -53,19 +54,31 @@ def _toy_worker(rank, world, port, run_dir, kimg, batch_gpu):
     shutdown()
 
 
-def _launch(target, world, *args):
+def _launch(target, world, *args, logs: Path | None = None):
+    """Run target(rank, world, port, *args) in `world` processes; exit codes. Retried on a fresh port only
+    when the rendezvous port was taken in between (the workers' stderr files in `logs` say so)."""
     ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=target, args=(rank, world, port, *args)) for rank in range(world)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    codes = [p.exitcode for p in procs]
-    for p in procs:
-        if p.is_alive():
-            p.kill()
+    for attempt in range(3):
+        port = _free_port()
+        procs = [ctx.Process(target=target, args=(rank, world, port, *args)) for rank in range(world)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=240)
+        codes = [p.exitcode for p in procs]
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        text = "".join(f.read_text() for f in logs.glob("*.err")) if logs else ""
+        if "ddress already in use" not in text or attempt == 2:
+            return codes
+        for f in logs.glob("*.err"):
+            f.unlink()
     return codes
+
+
+def _errors(folder: Path) -> str:
+    return "\n".join(f"--- {f.name}\n{f.read_text()[-3000:]}" for f in sorted(folder.glob("*.err")))
 
 
 def _nets(state):
@@ -73,7 +86,7 @@ def _nets(state):
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(toy_model, tiny_data, tmp_path):
-    assert _launch(_toy_worker, 2, str(tmp_path / "two"), 0.048, 2) == [0, 0]
+    assert _launch(_toy_worker, 2, str(tmp_path / "two"), 0.048, 2, logs=tmp_path) == [0, 0], _errors(tmp_path)
     two = load_checkpoint(tmp_path / "two")
     Trainer(_toy_cfg(tmp_path, 0.048, 8), tmp_path / "one", dataset=tiny_data).train()
     one = load_checkpoint(tmp_path / "one")
@@ -109,7 +122,7 @@ def _dying_worker(rank, world, port, outdir, log_dir):
 
 
 def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
-    codes = _launch(_dying_worker, 2, str(tmp_path / "runs"), str(tmp_path))
+    codes = _launch(_dying_worker, 2, str(tmp_path / "runs"), str(tmp_path), logs=tmp_path)
     assert codes[1] == 3
     assert codes[0] == 1, (tmp_path / "rank0.err").read_text()
     err = (tmp_path / "rank0.err").read_text().strip().splitlines()
