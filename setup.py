@@ -19,6 +19,7 @@ setup(
         "stylegan_anime.data",
         "stylegan_anime.training",
         "stylegan_anime.stylegan2",
+        "stylegan_anime.tools",
         "stylegan_anime.baselines",
         "stylegan_anime.cuda_ops",
     ],
@@ -37,6 +38,8 @@ setup(
         "einops",
         "ninja",
         "tqdm",
+        "imageio-ffmpeg",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest>=7"],

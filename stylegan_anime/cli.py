@@ -98,6 +98,8 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 
 @cli.command(epilog=TRAIN_EXAMPLES)
 @click.option("--data", help="folder | file.zip | packed set | demo | demo:N")
+@click.option("--labels", default=None, type=click.Path(dir_okay=False),
+              help="CSV/JSON: file name -> tags like 'blonde hair blue eyes' (tag-conditional models)")
 @click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
 @click.option("--model", type=click.Choice(model_names()), default="stylegan2", show_default=True)
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass; batch/batch-gpu rounds are accumulated")
@@ -180,7 +182,8 @@ def _train(ctx, kw: dict, d) -> None:
                           f"pass a larger --kimg to train further")
     if not d.is_main:
         barrier(d)  # rank 0 decodes and caches the dataset first; the others then open the cache
-    dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress and d.is_main)
+    dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress and d.is_main,
+                           labels=cfg.labels)
     if d.is_main:
         barrier(d)
     run_dir = None
@@ -252,7 +255,9 @@ GENERATE_EXAMPLES = """
 Examples:
   stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64 --seeds 0-63 --grid grid.png
   stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64/checkpoints/ckpt-000100000.pt \\
-      --count 1000 --outdir submission      # 1.jpg ... 1000.jpg (NTU HW6 layout)
+      --count 1000 --outdir submission --tgz submission.tgz     # 1.jpg ... 1000.jpg (NTU HW6 layout)
+  stylegan-anime generate --checkpoint runs/00002-cgan-demo-64 --tags "pink hair, black eyes" --grid pink.png
+  stylegan-anime generate --checkpoint runs/00003-acgan-demo-64 --hair-rgb "#ff8800" --eye-rgb 0,128,255 --grid c.png
 """
 
 
@@ -265,12 +270,17 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True, help="first seed for --count")
 @click.option("--outdir", type=click.Path(file_okay=False), default=None, help="folder for --count images")
 @click.option("--ext", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+@click.option("--tgz", type=click.Path(dir_okay=False), default=None, help="also pack the --count images into this .tgz")
+@click.option("--tags", default=None, help="tag-conditional models: e.g. 'pink hair, black eyes' for every image")
+@click.option("--hair-rgb", default=None, help="rgb-embed models: hair colour as #rrggbb, r,g,b or a colour name")
+@click.option("--eye-rgb", default=None, help="rgb-embed models: eye colour as #rrggbb, r,g,b or a colour name")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
               help="custom ops: fused CUDA kernels, the PyTorch reference, or auto")
-def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch, device, ops):
+def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags, hair_rgb, eye_rgb, ema, batch,
+             device, ops):
     """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
     from .cuda_ops import set_default_impl
     from .generate import Sampler, parse_seeds
@@ -282,13 +292,37 @@ def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch
         raise ConfigError("--count needs a positive number and --outdir DIR")
     if batch < 1:
         raise ConfigError(f"--batch must be positive, got {batch}")
+    if tgz is not None and count is None:
+        raise ConfigError("--tgz packs the --count images: give --count N --outdir DIR too")
     sampler = Sampler(checkpoint, device=device, use_ema=ema)
+    labels = _condition(sampler, tags, hair_rgb, eye_rgb)
     if grid is not None:
-        path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch)
+        path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch, labels=labels)
         click.echo(f"wrote {path}", err=True)
     if count is not None:
-        sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch)
+        from .tools.submission import pack
+        sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch, labels=labels)
         click.echo(f"wrote {count} images to {outdir}", err=True)
+        if tgz is not None:
+            files = [Path(outdir) / f"{i}.{ext}" for i in range(1, count + 1)]
+            click.echo(f"wrote {pack(files, Path(tgz))}", err=True)
+
+
+def _condition(sampler, tags, hair_rgb, eye_rgb):
+    """The labels --tags / --hair-rgb / --eye-rgb ask for ([1, K], or a float condition), or None."""
+    if tags is None and hair_rgb is None and eye_rgb is None:
+        return None
+    if not sampler.conditional:
+        raise ConfigError(f"--tags / --hair-rgb / --eye-rgb need a tag-conditional model; this is {sampler.config.model}")
+    from .tools.tags import rgb_labels, tags_to_labels
+    try:
+        if tags is not None:
+            if hair_rgb or eye_rgb:
+                raise ValueError("give either --tags or --hair-rgb/--eye-rgb, not both")
+            return tags_to_labels(tags, sampler.config.label_names)
+        return rgb_labels(hair_rgb, eye_rgb, sampler=sampler)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -297,20 +331,23 @@ def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, ema, batch
 Examples:
   stylegan-anime prepare-data ~/anime-faces faces-64 --size 64
   stylegan-anime prepare-data crypko.zip crypko-128 --size 128
+  stylegan-anime prepare-data ~/faces faces-64 --size 64 --labels tags.csv   # for cgan / acgan / --cond
   stylegan-anime train --data faces-64 --size 64
 """)
 @click.argument("source")
 @click.argument("out")
 @click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
 @click.option("--workers", type=int, default=None, help="decoding processes [default: up to 8]")
-def prepare_data(source, out, size, workers):
+@click.option("--labels", default=None, type=click.Path(dir_okay=False),
+              help="CSV/JSON: file name -> tags like 'blonde hair blue eyes', stored in the pack")
+def prepare_data(source, out, size, workers, labels):
     """Decode SOURCE (folder, zip or demo) once into a packed set OUT for fast, repeatable training."""
     from .data import prepare_dataset
     from .training.config import SIZES
 
     if size not in SIZES:
         raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
-    ds = prepare_dataset(source, out, size, workers=workers)
+    ds = prepare_dataset(source, out, size, workers=workers, labels=labels)
     click.echo(f"packed {len(ds)} images of {size}x{size} into {out}", err=True)
 
 
@@ -338,6 +375,73 @@ def import_checkpoint_cmd(pkl, out):
 @cli.command(epilog="""
 \b
 Examples:
+  stylegan-anime bench                                   # StyleGAN2 auto at 64/128 px and every baseline
+  stylegan-anime bench --models stylegan2 --sizes 128 --kimg 4 --amp bf16
+  stylegan-anime bench --models stylegan2 --sizes 128 --reference ~/src/stylegan2-ada-pytorch
+""")
+@click.option("--models", default="stylegan2,dcgan,dcgan-tutorial,wgan,wgan-gp", show_default=True)
+@click.option("--sizes", default="64,128", show_default=True)
+@click.option("--kimg", type=float, default=1.0, show_default=True, help="timed kimg per case (after warm-up)")
+@click.option("--warmup", type=int, default=3, show_default=True, help="untimed iterations first")
+@click.option("--batch-gpu", type=int, default=None, help="images per forward pass [default: the whole batch]")
+@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True)
+@click.option("--reference", type=click.Path(file_okay=False), default=None,
+              help="a stylegan2-ada-pytorch checkout to time on the same GPU (StyleGAN2 sizes only)")
+def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference):
+    """Time training per model: s/kimg, img/s and peak memory after warm-up, printed as a table."""
+    from .bench import bench_data, bench_model, bench_reference, format_table
+    from .cuda_ops import set_default_impl
+
+    set_default_impl(ops)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in model_names()]
+    if unknown:
+        raise ConfigError(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(model_names())}")
+    try:
+        res = [int(x) for x in sizes.split(",")]
+    except ValueError:
+        raise ConfigError(f"--sizes: expected numbers like 64,128, got {sizes!r}") from None
+    if any(r not in (64, 128) for r in res) or kimg <= 0 or warmup < 0:
+        raise ConfigError("--sizes must be 64 and/or 128, --kimg positive, --warmup >= 0")
+    if reference:
+        from .bench import check_reference
+        try:
+            check_reference(reference)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    rows = []
+    for size in res:
+        click.echo(f"data delivery at {size} px: {bench_data(size, device=device):,.0f} img/s", err=True)
+        for name in names:
+            click.echo(f"timing {name} at {size} px ...", err=True)
+            rows.append(bench_model(name, size, kimg=kimg, warmup=warmup, device=device, batch_gpu=batch_gpu, amp=amp))
+        if reference and "stylegan2" in names:
+            ours = next(r for r in rows if r.name == "stylegan2" and r.size == size)
+            try:
+                ref = bench_reference(reference, size, batch=ours.batch, kimg=max(kimg, 4))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            ref.note = f"ours is {ref.sec_per_kimg / ours.sec_per_kimg:.2f}x faster"
+            rows.append(ref)
+    device_name = torch_device_name(device)
+    click.echo(f"# {device_name}, torch {__import__('torch').__version__}")
+    click.echo(format_table(rows))
+
+
+def torch_device_name(device: str) -> str:
+    import torch
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------------
+@cli.command(epilog="""
+\b
+Examples:
   stylegan-anime doctor            # report only
   stylegan-anime doctor --build    # also compile the CUDA ops now (on a GPU machine)
 """)
@@ -350,6 +454,9 @@ def doctor(try_build):
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+from . import cli_tools  # noqa: E402,F401  (registers video, style-mixing, truncation, tags-grid, compare)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -50,27 +50,53 @@ class Sampler:
         self.G.eval().requires_grad_(False)
         self.kimg = state["progress"]["nimg"] / 1000
 
+    @property
+    def conditional(self) -> bool:
+        return type(self.recipe).needs_labels(self.recipe.cfg)
+
+    def seed_labels(self, seeds: list[int]) -> torch.Tensor | None:
+        """For a conditional model: random tags per seed (deterministic), [len(seeds), K]; else None."""
+        names = self.config.label_names
+        if not self.conditional or not names:
+            return None
+        rows = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(s + 1_000_003)
+            rows.append([int(torch.randint(len(v), [], generator=g)) for v in names.values()])
+        return torch.tensor(rows, dtype=torch.int64)
+
     @torch.no_grad()
-    def images(self, seeds: list[int], batch: int = 64, progress: bool = False) -> torch.Tensor:
-        """[len(seeds), 3, H, W] in [-1, 1] on the CPU."""
+    def images(self, seeds: list[int], batch: int = 64, progress: bool = False,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(seeds), 3, H, W] in [-1, 1] on the CPU. labels [len(seeds), K] (or [1, K] for all seeds)
+        for a conditional model; default: random tags per seed."""
         z = seed_latents(seeds, self.recipe.z_dim)
-        out = [self.recipe.generate(self.G, chunk.to(self.device)).float().cpu()
-               for chunk in tqdm(z.split(batch), disable=not progress, desc="generating", unit="batch")]
+        if labels is None:
+            labels = self.seed_labels(seeds)
+        elif labels.shape[0] == 1:
+            labels = labels.expand(len(seeds), *labels.shape[1:])
+        out = []
+        for i, chunk in enumerate(tqdm(z.split(batch), disable=not progress, desc="generating", unit="batch")):
+            c = None if labels is None else labels[i * batch:i * batch + len(chunk)].to(self.device)
+            out.append(self.recipe.generate(self.G, chunk.to(self.device), c).float().cpu())
         return torch.cat(out)
 
-    def save_grid(self, seeds: list[int], path: str | Path, cols: int | None = None, batch: int = 64) -> Path:
-        save_image(make_grid(self.images(seeds, batch), cols=cols), path)
+    def save_grid(self, seeds: list[int], path: str | Path, cols: int | None = None, batch: int = 64,
+                  labels: torch.Tensor | None = None) -> Path:
+        save_image(make_grid(self.images(seeds, batch, labels=labels), cols=cols), path)
         return Path(path)
 
     def save_files(self, seeds: list[int], outdir: str | Path, ext: str = "jpg", batch: int = 64,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, labels: torch.Tensor | None = None) -> Path:
         """1.ext ... N.ext (the NTU HW6 submission layout), one per seed in order."""
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         n = 0
         bar = tqdm(total=len(seeds), disable=not progress, desc="writing", unit="img")
         for i in range(0, len(seeds), batch):
-            for pic in to_uint8(self.images(seeds[i:i + batch], batch)):
+            chunk_labels = None if labels is None or labels.shape[0] == 1 else labels[i:i + batch]
+            for pic in to_uint8(self.images(seeds[i:i + batch], batch, labels=labels if chunk_labels is None
+                                            else chunk_labels)):
                 n += 1
                 save_image(pic, outdir / f"{n}.{ext}")
                 bar.update(1)

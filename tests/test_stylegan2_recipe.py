@@ -99,9 +99,9 @@ def test_path_length_batch_shrink():
     seen = {}
     orig = r.run_G
 
-    def spy(z, update_emas=False):
+    def spy(z, update_emas=False, labels=None):
         seen["n"] = z.shape[0]
-        return orig(z, update_emas)
+        return orig(z, update_emas, labels)
     r.run_G = spy
     r.loss_Greg(Batch(z=torch.randn(8, 16)))
     assert seen["n"] == 4
@@ -162,3 +162,50 @@ def test_parameter_counts_per_preset(preset, res):
     assert sum(p.numel() for p in r.nets["G"].parameters()) == G
     assert sum(p.numel() for p in r.nets["D"].parameters()) == D
     assert cfg.map_layers == (8 if preset == "paper" else 2)
+
+
+NAMES = {"hair": [f"h{i}" for i in range(12)], "eye": [f"e{i}" for i in range(10)]}
+
+
+def test_conditional_stylegan2_embeds_tags_and_projects_in_D():
+    r = StyleGAN2(StyleGAN2.make_config(**TINY, cond=True), 64, torch.device("cpu"), label_names=NAMES)
+    assert StyleGAN2.needs_labels(r.cfg) and not StyleGAN2.needs_labels(StyleGAN2.make_config())
+    G, D = r.nets["G"].eval(), r.nets["D"]
+    assert G.c_dim == 22 and "mapping.embed.weight" in G.state_dict()
+    z = torch.randn(1, 16).repeat(2, 1)
+    a = torch.tensor([[0, 1], [5, 1]])
+    img = r.generate(G, z, a)
+    assert not torch.allclose(img[0], img[1])  # same z, different hair
+    torch.testing.assert_close(r.generate(G, z, a[:1].repeat(2, 1))[0], img[0])
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert not torch.allclose(r.run_D(x, a), r.run_D(x, a.flip(0)))
+    with pytest.raises(ValueError, match="conditional"):
+        r.generate(G, z)
+    batch = Batch(z=torch.randn(4, 16), reals=torch.rand(4, 3, 64, 64) * 2 - 1, labels=torch.tensor([[1, 2]] * 4),
+                  fake_labels=torch.tensor([[3, -1]] * 4))
+    for loss in (r.loss_G, r.loss_Greg, r.loss_D, r.loss_Dreg):
+        assert torch.isfinite(loss(batch)["loss"])
+
+
+def test_conditional_training_needs_labelled_data(tmp_path):
+    import numpy as np
+
+    from conftest import ListDataset, random_dataset
+    from stylegan_anime.training.config import ConfigError
+    from stylegan_anime.training.trainer import Trainer
+    from test_trainer import make_cfg
+
+    tiny_cond = {**TINY, "cond": True}
+    plain = random_dataset()
+    with pytest.raises(ConfigError, match="needs labelled data"):
+        Trainer(make_cfg("stylegan2", tmp_path, model_cfg=tiny_cond), tmp_path / "a",
+                dataset=ListDataset(images=plain.images, labels=None, label_names=None))
+    labelled = ListDataset(images=plain.images, labels=np.stack([np.arange(40) % 12, np.arange(40) % 10], 1),
+                           label_names=NAMES)
+    t = Trainer(make_cfg("stylegan2", tmp_path, model_cfg=tiny_cond, kimg=0.016), tmp_path / "b", dataset=labelled)
+    t.train()
+    assert t.fixed_labels.shape == (4, 2) and t.cfg.label_names == NAMES
+    from stylegan_anime.generate import Sampler
+    s = Sampler(tmp_path / "b", device="cpu")
+    assert s.conditional and s.images([0, 1], labels=torch.tensor([[2, 3]])).shape == (2, 3, 64, 64)
+    torch.testing.assert_close(s.images([4]), s.images([4]))  # default tags are a function of the seed

@@ -76,6 +76,7 @@ def open_dataset(
     spec: str,
     size: int,
     *,
+    labels: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -85,13 +86,18 @@ def open_dataset(
 
     Packs are opened directly (their size must equal ``size``); the other kinds are packed once
     into the cache (``cache_dir``, else ``$STYLEGAN_ANIME_CACHE``, else ``~/.cache/stylegan-anime``)
-    and reused until the source changes.
+    and reused until the source changes. ``labels``: a tags file for a folder or zip (see
+    :mod:`.labels`); its parsed hair/eye labels are stored in the pack, and its content is part of the
+    cache key.
     """
     _check_size(size)
     spec = str(spec)
     if not _is_demo_spec(spec):
         pack_dir = _as_pack_dir(spec)
         if pack_dir is not None:
+            if labels is not None:
+                raise DataError(f"{pack_dir} is already packed; labels are attached when packing: "
+                                f"prepare-data SOURCE OUT --labels {os.fspath(labels)}")
             ds = load_packed(pack_dir)
             if ds.resolution != size:
                 raise DataError(
@@ -99,7 +105,7 @@ def open_dataset(
                     f"was requested; re-run prepare-data with --size {size}"
                 )
             return ds
-    plan = _plan(spec, size)
+    plan = _plan(spec, size, labels)
     root = os.path.abspath(os.path.expanduser(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR))
     target = os.path.join(root, plan.cache_name)
     if is_packed_dir(target):
@@ -117,11 +123,13 @@ def prepare_dataset(
     out: str | os.PathLike,
     size: int,
     *,
+    labels: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
     warn: Warn | None = None,
 ) -> PackedDataset:
-    """Pack ``source`` (demo spec, folder or zip) into the directory ``out``.
+    """Pack ``source`` (demo spec, folder or zip) into the directory ``out``; ``labels``: a tags file
+    whose hair/eye labels are stored in the pack (folder or zip only: the demo has its own).
 
     An existing pack (or empty directory) at ``out`` is replaced; any other existing path is a
     DataError.
@@ -133,7 +141,7 @@ def prepare_dataset(
     source = str(source)
     if not _is_demo_spec(source) and _as_pack_dir(source) is not None:
         raise DataError(f"{source} is already a packed dataset; give prepare-data the original images")
-    return _build(_plan(source, size), out, workers, progress, warn, replace_existing=True)
+    return _build(_plan(source, size, labels), out, workers, progress, warn, replace_existing=True)
 
 
 def is_packed_dir(path: str | os.PathLike) -> bool:
@@ -207,10 +215,21 @@ class _Plan:
     meta_extra: dict  # label names etc. for dataset.json
     source_key: str  # hash of (kind, path, size): entries sharing it supersede each other
     cache_name: str
+    labels_file: str | None = None  # tags file to label a folder/zip with (see labels.py)
 
 
-def _plan(spec: str, size: int) -> _Plan:
-    """Resolve a demo spec, folder or zip into a build plan (scans the source once)."""
+def _plan(spec: str, size: int, labels: str | os.PathLike | None = None) -> _Plan:
+    """Resolve a demo spec, folder or zip (and optional tags file) into a build plan (scans the source once)."""
+    labels_file = labels_hash = None
+    if labels is not None:
+        if _is_demo_spec(spec):
+            raise DataError(f"{spec} has its own hair/eye labels; --labels is for image folders and zips")
+        labels_file = os.path.abspath(os.path.expanduser(os.fspath(labels)))
+        try:
+            with open(labels_file, "rb") as f:
+                labels_hash = hashlib.sha1(f.read()).hexdigest()
+        except OSError as e:
+            raise DataError(f"cannot read labels file {labels_file}: {e.strerror or e}") from None
     if _is_demo_spec(spec):
         count = _parse_demo_count(spec)
         demo = importlib.import_module("stylegan_anime.data.demo")
@@ -227,10 +246,16 @@ def _plan(spec: str, size: int) -> _Plan:
         kind, path, names = src.kind, src.path, src.names
         label, slug = src.path, _slug(os.path.basename(src.path.rstrip("/\\")))
         fingerprint, job, extra = src.fingerprint, _FileJob(src, size), {}
+        if labels_file is not None:
+            from .labels import label_names  # noqa: PLC0415
+            extra = {"label_names": label_names(), "labels_file": labels_file}
     source_key = _hash([kind, path, size])[:8]
-    key = _hash([kind, path, fingerprint, size, FORMAT_VERSION, list(BACKGROUND), extra.get("demo_version")])
+    key_parts = [kind, path, fingerprint, size, FORMAT_VERSION, list(BACKGROUND), extra.get("demo_version")]
+    if labels_hash is not None:  # unlabelled packs keep their old key
+        key_parts.append(labels_hash)
+    key = _hash(key_parts)
     name = f"{kind}-{slug}-{size}px-{source_key}-{key[:16]}"
-    return _Plan(kind, label, names, fingerprint, size, job, extra, source_key, name)
+    return _Plan(kind, label, names, fingerprint, size, job, extra, source_key, name, labels_file)
 
 
 def _is_demo_spec(spec: str) -> bool:
@@ -376,9 +401,16 @@ def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: 
     _check_disk_space(parent, count * size * size * 3)
     workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
     warn = _default_warn if warn is None else warn
+    file_labels = report = None
+    if plan.labels_file is not None:  # parse before decoding: a malformed file fails fast
+        from .labels import load_labels  # noqa: PLC0415
+        file_labels, report = load_labels(plan.labels_file, plan.names)  # [count, 2], aligned with names
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
     try:
         kept, skipped, labels = _fill(plan, os.path.join(tmp, IMAGES_FILE), count, workers, progress, warn)
+        if file_labels is not None:  # rows of the skipped (unreadable) images go with them
+            gone = set(skipped)
+            labels = [row for name, row in zip(plan.names, file_labels.tolist()) if name not in gone]
         meta = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -394,6 +426,8 @@ def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: 
         }
         if labels is not None:
             meta["labels"] = labels
+        if report is not None:
+            meta["labels_report"] = report.to_dict()
         with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
             json.dump(meta, f, separators=(",", ":"))
             f.flush()
@@ -405,6 +439,8 @@ def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: 
     if skipped:
         examples = ", ".join(skipped[:3])
         warn(f"skipped {len(skipped)} unreadable files in {plan.label} (e.g. {examples})")
+    for line in report.warnings() if report is not None else ():
+        warn(line)
     return load_packed(target)
 
 

@@ -62,6 +62,8 @@ class StyleGAN2Config(RecipeConfig):
     style_mixing: float = _f(0.9, "probability of style mixing per batch")
     mbstd_group: int = _f(4, "minibatch-stddev group size")
     grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid")
+    cond: bool = _f(False, "condition on the data's tags (hair/eye): one-hot embedding into the mapping network "
+                           "and a projection discriminator")
 
 
 def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
@@ -78,13 +80,13 @@ def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
     return dataclasses.replace(cfg, **{k: v for k, v in filled.items() if getattr(cfg, k) is None})
 
 
-def network_kwargs(cfg: StyleGAN2Config, resolution: int) -> tuple[dict, dict]:
+def network_kwargs(cfg: StyleGAN2Config, resolution: int, c_dim: int = 0) -> tuple[dict, dict]:
     """Constructor kwargs of G and D for a resolved config (also what official pickles are checked against)."""
     common = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
                   conv_clamp=cfg.conv_clamp if cfg.conv_clamp > 0 else None)
-    G = dict(z_dim=cfg.z_dim, c_dim=0, w_dim=cfg.w_dim, img_resolution=resolution, img_channels=3,
+    G = dict(z_dim=cfg.z_dim, c_dim=c_dim, w_dim=cfg.w_dim, img_resolution=resolution, img_channels=3,
              mapping_kwargs=dict(num_layers=cfg.map_layers), fp16_dtype=cfg.fp16_dtype, **common)
-    D = dict(c_dim=0, img_resolution=resolution, img_channels=3,
+    D = dict(c_dim=c_dim, img_resolution=resolution, img_channels=3,
              epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group), **common)
     return G, D
 
@@ -136,16 +138,25 @@ class StyleGAN2(Recipe):
     Config = StyleGAN2Config
     description = "StyleGAN2 (config-f style): mapping, modulated conv, noise, mixing, lazy R1 + path length"
     # Fields that shape the weights: fixed when fine-tuning an imported network.
-    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group")
+    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group", "cond")
 
-    def __init__(self, cfg: StyleGAN2Config, resolution: int, device: torch.device):
+    @classmethod
+    def needs_labels(cls, cfg: StyleGAN2Config) -> bool:
+        return bool(cfg.cond)
+
+    def __init__(self, cfg: StyleGAN2Config, resolution: int, device: torch.device,
+                 label_names: dict | None = None):
         if resolution < 8 or resolution & (resolution - 1):  # trains at 64/128; imported models may be larger
             raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
         if cfg.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}")
         cfg = resolve(cfg, resolution)
         super().__init__(cfg, resolution, device)
-        G_kwargs, D_kwargs = network_kwargs(cfg, resolution)
+        self.encoder = None
+        if cfg.cond:  # tags -> one-hot condition c [N, 22]: mapping embeds it, D projects onto it
+            from ..baselines.conditioning import LabelEncoder
+            self.encoder = LabelEncoder("onehot", label_names).to(self.device)
+        G_kwargs, D_kwargs = network_kwargs(cfg, resolution, 0 if self.encoder is None else self.encoder.dim)
         G, D = Generator(**G_kwargs), Discriminator(**D_kwargs)
         self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
         self.opts = {
@@ -167,14 +178,20 @@ class StyleGAN2(Recipe):
         return torch.optim.Adam(net.parameters(), lr=self.cfg.lr * ratio, betas=betas, eps=1e-8)
 
     # ------------------------------------------------------------------ generator with style mixing
-    def _c(self, n: int) -> torch.Tensor:
-        return torch.zeros([n, 0], device=self.device)
+    def _c(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The condition [n, c_dim]: empty when unconditional, else the encoded labels (-1 = unknown)."""
+        if self.encoder is None:
+            return torch.zeros([n, 0], device=self.device)
+        if labels is None:
+            raise ValueError("this StyleGAN2 is conditional (--cond): give labels (e.g. generate --tags)")
+        return self.encoder(labels.to(self.device))
 
-    def mapping_with_mixing(self, z: torch.Tensor, update_emas: bool = False) -> torch.Tensor:
+    def mapping_with_mixing(self, z: torch.Tensor, update_emas: bool = False,
+                            labels: torch.Tensor | None = None) -> torch.Tensor:
         """ws [N, num_ws, w_dim]; with probability style_mixing, layers from a random cutoff on come from
         a second latent (one cutoff for the batch, uniform in [1, num_ws))."""
         G = self.nets["G"]
-        c = self._c(z.shape[0])
+        c = self._c(z.shape[0], labels)
         ws = G.mapping(z, c, update_emas=update_emas)
         if self.cfg.style_mixing > 0:
             num_ws = ws.shape[1]
@@ -186,22 +203,23 @@ class StyleGAN2(Recipe):
                 ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
         return ws
 
-    def run_G(self, z: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        ws = self.mapping_with_mixing(z, update_emas=update_emas)
+    def run_G(self, z: torch.Tensor, update_emas: bool = False,
+              labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self.mapping_with_mixing(z, update_emas=update_emas, labels=labels)
         return self.nets["G"].synthesis(ws), ws
 
-    def run_D(self, img: torch.Tensor) -> torch.Tensor:
-        return self.nets["D"](img, self._c(img.shape[0])).float().flatten()  # [N] logits
+    def run_D(self, img: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.nets["D"](img, self._c(img.shape[0], labels)).float().flatten()  # [N] logits
 
     # ------------------------------------------------------------------ losses
     def loss_G(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img, _ = self.run_G(batch.z)
-        logits = self.run_D(img)
+        img, _ = self.run_G(batch.z, labels=batch.fake_labels)
+        logits = self.run_D(img, batch.fake_labels)
         return {"loss": F.softplus(-logits).mean(), "D_fake": torch.sigmoid(logits).mean().detach()}
 
     def loss_Greg(self, batch: Batch) -> dict[str, torch.Tensor]:
         n = max(batch.z.shape[0] // self.cfg.pl_batch_shrink, 1)
-        img, ws = self.run_G(batch.z[:n])
+        img, ws = self.run_G(batch.z[:n], labels=None if batch.fake_labels is None else batch.fake_labels[:n])
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
         lengths = grads.float().square().sum(2).mean(1).sqrt()  # [n]
@@ -213,8 +231,8 @@ class StyleGAN2(Recipe):
 
     def loss_D(self, batch: Batch) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            fake, _ = self.run_G(batch.z, update_emas=True)
-        fake_logits, real_logits = self.run_D(fake), self.run_D(batch.reals)
+            fake, _ = self.run_G(batch.z, update_emas=True, labels=batch.fake_labels)
+        fake_logits, real_logits = self.run_D(fake, batch.fake_labels), self.run_D(batch.reals, batch.labels)
         loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         return {"loss": loss, "D_real": torch.sigmoid(real_logits).mean().detach(),
                 "real_sign": real_logits.sign().mean().detach(),
@@ -223,7 +241,7 @@ class StyleGAN2(Recipe):
 
     def loss_Dreg(self, batch: Batch) -> dict[str, torch.Tensor]:
         reals = batch.reals.detach().requires_grad_(True)
-        logits = self.run_D(reals)
+        logits = self.run_D(reals, batch.labels)
         (grads,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
         penalty = grads.float().square().sum([1, 2, 3])  # [N]
         loss = penalty.mean() * (self.cfg.gamma / 2) * self.cfg.r1_interval
@@ -231,7 +249,7 @@ class StyleGAN2(Recipe):
 
     # ------------------------------------------------------------------ sampling and state
     def generate(self, G, z, labels=None, psi: float = 1.0, noise_mode: str = "const", **kwargs) -> torch.Tensor:
-        return G(z, self._c(z.shape[0]), truncation_psi=psi, noise_mode=noise_mode)
+        return G(z, self._c(z.shape[0], labels), truncation_psi=psi, noise_mode=noise_mode)
 
     def grid_variants(self) -> dict[str, dict]:
         return {f"psi{self.cfg.grid_psi:g}": {"psi": self.cfg.grid_psi}}

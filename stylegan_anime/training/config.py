@@ -20,6 +20,7 @@ RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg"
 @dataclass
 class TrainConfig:
     data: str  # folder, zip, packed dir, 'demo' or 'demo:N'
+    labels: str | None = None  # CSV/JSON file name -> tags ('blonde hair blue eyes') for a folder or zip
     size: int = 64  # output resolution (64 or 128)
     model: str = "stylegan2"
     batch_gpu: int | None = None  # images per forward pass; None = the global batch (no accumulation)

@@ -75,6 +75,11 @@ class Recipe:
     # entry per column of the labels, -1 meaning unknown) as a keyword argument of its constructor.
     conditional: ClassVar[bool] = False
 
+    @classmethod
+    def needs_labels(cls, cfg: RecipeConfig) -> bool:
+        """Whether this configuration is conditional (a recipe may be conditional only by a flag)."""
+        return cls.conditional
+
     def __init__(self, cfg: RecipeConfig, resolution: int, device: torch.device):
         self.cfg = cfg
         self.resolution = resolution

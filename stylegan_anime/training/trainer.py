@@ -58,14 +58,15 @@ def resolve_device(name: str) -> torch.device:
 
 def build_recipe(cfg: TrainConfig, device: torch.device) -> Recipe:
     recipe_cls = get_recipe(cfg.model)
+    model_cfg = recipe_cls.make_config(**cfg.model_cfg)
     extra = {}
-    if recipe_cls.conditional:
+    if recipe_cls.needs_labels(model_cfg):
         if not cfg.label_names:
             from .config import ConfigError
             raise ConfigError(f"--model {cfg.model} is conditional and needs labelled data (e.g. --data demo, "
                               f"or prepare-data --labels FILE)")
         extra["label_names"] = cfg.label_names
-    return recipe_cls(recipe_cls.make_config(**cfg.model_cfg), cfg.size, device, **extra)
+    return recipe_cls(model_cfg, cfg.size, device, **extra)
 
 
 class Trainer:
@@ -78,7 +79,7 @@ class Trainer:
         if self.dist.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if dataset is None:
-            dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress)
+            dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress, labels=cfg.labels)
         if cfg.label_names is None and getattr(dataset, "label_names", None):
             cfg.label_names = dict(dataset.label_names)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank

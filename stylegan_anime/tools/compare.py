@@ -1,0 +1,325 @@
+"""Compare training runs: a table of what each run reached and a plot of its metrics.
+
+A run folder holds `config.json`, TensorBoard event files (one per training session: a resumed run adds
+one) and, when metrics were evaluated during training, `metrics.jsonl` with one JSON object per evaluation,
+`{"kimg": float, "wall_s": float, "<metric>": float, ...}`.
+
+    wall-clock   the sum over sessions (event files) of the span between the file's first event and its last
+                 scalar or image, so time between a crash and a resume does not count
+    img/s        the mean of the logged Perf/img_per_s values
+    metrics      from metrics.jsonl; without it, from the Metrics/<name> scalars of the events
+    best         the minimum for distances (fid*, kid*, swd*, ppl*), the maximum for scores (afd*, is*,
+                 precision*, recall*); unknown names count as distances (lower is better)
+
+A resumed session re-logs the steps after its checkpoint; the later session's points replace the earlier
+session's points from its first step on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+HIGHER_IS_BETTER = ("afd", "is", "precision", "recall", "pr_", "acc")
+LOWER_IS_BETTER = ("fid", "kid", "swd", "ppl")
+_EVENTS = re.compile(r"events\.out\.tfevents\.(\d+)")
+
+
+def lower_is_better(metric: str) -> bool:
+    name = metric.split("/")[-1].lower()
+    if name.startswith(LOWER_IS_BETTER):
+        return True
+    if name.startswith(HIGHER_IS_BETTER):
+        return False
+    return True
+
+
+@dataclass
+class Series:
+    """One scalar curve: step (images shown), value, wall (seconds of training since the run began)."""
+
+    step: np.ndarray
+    value: np.ndarray
+    wall: np.ndarray
+
+    @property
+    def kimg(self) -> np.ndarray:
+        return self.step / 1000
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    config: dict
+    scalars: dict[str, Series] = field(default_factory=dict)
+    metrics: dict[str, Series] = field(default_factory=dict)  # from metrics.jsonl, else Metrics/* scalars
+    wall_s: float = 0.0
+    sessions: int = 0
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", "?"))
+
+    @property
+    def size(self) -> int | None:
+        return self.config.get("size")
+
+    @property
+    def kimg(self) -> float:
+        ends = [s.step.max() / 1000 for s in self.scalars.values() if len(s.step)]
+        ends += [s.kimg.max() for s in self.metrics.values() if len(s.step)]
+        return float(max(ends, default=0.0))
+
+
+# ----------------------------------------------------------------------------------------------------- loading
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "config.json").is_file() or any(_event_files(path)))
+
+
+def expand_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Each path is a run folder, or a folder of run folders (e.g. `runs/`), expanded in name order."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if is_run_dir(p):
+            out.append(p)
+        elif p.is_dir() and (subs := sorted(q for q in p.iterdir() if is_run_dir(q))):
+            out.extend(subs)
+        else:
+            raise ValueError(f"not a run folder (no config.json or TensorBoard events): {p}")
+    return out
+
+
+def _event_files(run_dir: Path) -> list[Path]:
+    files = [p for p in run_dir.iterdir() if p.is_file() and _EVENTS.match(p.name)]
+    return sorted(files, key=lambda p: (int(_EVENTS.match(p.name).group(1)), p.name))
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    """Read a run folder: config.json, every TensorBoard event file, metrics.jsonl (all optional but one)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: PLC0415
+
+    path = Path(run_dir)
+    if not is_run_dir(path):
+        raise ValueError(f"not a run folder (no config.json or TensorBoard events): {path}")
+    config = {}
+    if (path / "config.json").is_file():
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read {path / 'config.json'}: {e}") from None
+    run = Run(path=path, name=path.name, config=config)
+
+    merged: dict[str, list[tuple[float, float, float]]] = {}  # tag -> [(step, value, wall)]
+    offset = 0.0
+    for file in _event_files(path):
+        acc = EventAccumulator(str(file), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
+                                                         "histograms": 1, "audio": 1})
+        try:
+            acc.Reload()
+            start = acc.FirstEventTimestamp()
+        except Exception:  # an empty or truncated file (a session killed at once): nothing to read
+            continue
+        tags = acc.Tags()
+        last = start
+        for tag in tags.get("scalars", []):
+            events = acc.Scalars(tag)
+            if not events:
+                continue
+            last = max(last, max(e.wall_time for e in events))
+            first_step = min(e.step for e in events)
+            kept = [p for p in merged.get(tag, []) if p[0] < first_step]
+            merged[tag] = kept + [(e.step, e.value, e.wall_time - start + offset) for e in events]
+        for tag in tags.get("images", []):
+            last = max([last] + [e.wall_time for e in acc.Images(tag)])
+        offset += last - start
+        run.sessions += 1
+    run.wall_s = offset
+    for tag, points in merged.items():
+        points.sort(key=lambda p: p[0])
+        arr = np.array(points, dtype=np.float64).reshape(-1, 3)
+        run.scalars[tag] = Series(arr[:, 0], arr[:, 1], arr[:, 2])
+
+    run.metrics = _read_metrics_jsonl(path / "metrics.jsonl")
+    if not run.metrics:
+        run.metrics = {tag.split("/", 1)[1]: s for tag, s in run.scalars.items() if tag.startswith("Metrics/")}
+    return run
+
+
+def _read_metrics_jsonl(file: Path) -> dict[str, Series]:
+    if not file.is_file():
+        return {}
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for line in file.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # blank, or the last line of a run killed mid-write
+            continue
+        if not isinstance(entry, dict) or "kimg" not in entry:
+            continue
+        kimg, wall = float(entry["kimg"]), float(entry.get("wall_s", math.nan))
+        for k, v in entry.items():
+            if k in ("kimg", "wall_s") or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            rows.setdefault(k, []).append((kimg * 1000, float(v), wall))
+    out = {}
+    for k, points in rows.items():
+        arr = np.array(points, dtype=np.float64)
+        out[k] = Series(arr[:, 0], arr[:, 1], arr[:, 2])
+    return out
+
+
+def _load_all(run_dirs: Sequence[str | os.PathLike], progress: bool) -> list[Run]:
+    dirs = expand_run_dirs(run_dirs)
+    if not dirs:
+        raise ValueError("give at least one run folder")
+    runs = [load_run(d) for d in tqdm(dirs, disable=not progress or len(dirs) < 2, desc="reading runs", unit="run")]
+    names = [r.name for r in runs]
+    for r in runs:  # the same folder name under different outdirs: say which
+        if names.count(r.name) > 1:
+            r.name = f"{r.path.parent.name}/{r.name}"
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------- table
+def compare_runs(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> list[dict]:
+    """One row per run: run, model, size, kimg, wall_s, img_per_s, and per metric m: m_best, m_best_kimg,
+    m_last (None where a run lacks it)."""
+    runs = _load_all(run_dirs, progress)
+    metric_names = _metric_names(runs)
+    rows = []
+    for r in runs:
+        perf = r.scalars.get("Perf/img_per_s")
+        row = {"run": r.name, "model": r.model, "size": r.size, "kimg": r.kimg, "wall_s": r.wall_s,
+               "img_per_s": float(perf.value.mean()) if perf is not None and len(perf.value) else None}
+        for m in metric_names:
+            s = r.metrics.get(m)
+            finite = s is not None and np.isfinite(s.value).any()
+            if finite:
+                vals = np.where(np.isfinite(s.value), s.value, np.inf if lower_is_better(m) else -np.inf)
+                i = int(vals.argmin() if lower_is_better(m) else vals.argmax())
+                row[f"{m}_best"], row[f"{m}_best_kimg"], row[f"{m}_last"] = (
+                    float(s.value[i]), float(s.kimg[i]), float(s.value[-1]))
+            else:
+                row[f"{m}_best"] = row[f"{m}_best_kimg"] = row[f"{m}_last"] = None
+        rows.append(row)
+    return rows
+
+
+def _metric_names(runs: Sequence[Run]) -> list[str]:
+    names: list[str] = []
+    for r in runs:
+        names += [m for m in r.metrics if m not in names]
+    return names
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _num(v, fmt: str = ".4g") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Aligned plain text: text columns left-aligned, numbers right-aligned; '-' where a value is missing."""
+    if not rows:
+        return "(no runs)"
+    metrics: list[str] = []
+    for row in rows:
+        metrics += [k[:-5] for k in row if k.endswith("_best") and k[:-5] not in metrics]
+    header = ["run", "model", "size", "kimg", "wall", "img/s"]
+    for m in metrics:
+        arrow = "lower" if lower_is_better(m) else "higher"
+        header += [f"{m} best ({arrow})", f"{m} last"]
+    table = []
+    for row in rows:
+        cells = [str(row.get("run", "")), str(row.get("model", "")), _num(row.get("size"), "d"),
+                 _num(row.get("kimg"), ".4g"), format_duration(row.get("wall_s")), _num(row.get("img_per_s"), ".1f")]
+        for m in metrics:
+            best, at = row.get(f"{m}_best"), row.get(f"{m}_best_kimg")
+            cells += ["-" if best is None else f"{best:.4g} @{at:g}kimg", _num(row.get(f"{m}_last"))]
+        table.append(cells)
+    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
+    left = {0, 1}
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), sep] + [line(c) for c in table])
+
+
+# ----------------------------------------------------------------------------------------------------- plot
+def _time_axis(max_seconds: float) -> tuple[float, str]:
+    if max_seconds >= 2 * 3600:
+        return 3600.0, "hours"
+    if max_seconds >= 120:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def plot_runs(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike, progress: bool = False) -> Path:
+    """One row of subplots per metric (from metrics.jsonl / Metrics/*), plotted against kimg (left) and
+    wall-clock (right), one line per run with a legend. Runs without any metric get rows for Loss/G and
+    Loss/D from their events instead. Uses matplotlib's Agg canvas directly (no pyplot, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    out = Path(out_png)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
+        raise ValueError(f"plot format must be .png, .pdf, .svg or .jpg, got {out.name!r}")
+    runs = _load_all(run_dirs, progress)
+
+    panels: list[tuple[str, list[tuple[str, "Series"]]]] = []  # (title, [(run name, series)])
+    for m in _metric_names(runs):
+        arrow = "lower is better" if lower_is_better(m) else "higher is better"
+        panels.append((f"{m} ({arrow})", [(r.name, r.metrics[m]) for r in runs if m in r.metrics]))
+    bare = [r for r in runs if not r.metrics]
+    for tag in ("Loss/G", "Loss/D"):
+        curves = [(r.name, r.scalars[tag]) for r in bare if tag in r.scalars]
+        if curves:
+            panels.append((tag, curves))
+    if not panels:
+        raise ValueError("nothing to plot: the runs have neither metrics nor Loss/G, Loss/D scalars")
+
+    max_wall = max((np.nanmax(s.wall) for _, curves in panels for _, s in curves
+                    if len(s.wall) and np.isfinite(s.wall).any()), default=0.0)
+    unit, unit_name = _time_axis(float(max_wall))
+    names = [r.name for r in runs]
+    colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
+
+    fig = Figure(figsize=(12, 3.2 * len(panels)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for (title, curves), (ax_k, ax_t) in zip(panels, axes):
+        for name, s in curves:
+            marker = "o" if len(s.step) < 20 else None
+            ax_k.plot(s.kimg, s.value, marker=marker, color=colors[name], label=name)
+            ok = np.isfinite(s.wall)
+            if ok.any():
+                ax_t.plot(s.wall[ok] / unit, s.value[ok], marker=marker, color=colors[name], label=name)
+        ax_k.set_xlabel("kimg (real images shown / 1000)")
+        ax_t.set_xlabel(f"wall-clock ({unit_name})")
+        for ax in (ax_k, ax_t):
+            ax.set_title(title)
+            ax.grid(True, alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize="small")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+__all__ = ["Run", "Series", "compare_runs", "expand_run_dirs", "format_duration", "format_table", "load_run",
+           "lower_is_better", "plot_runs"]

@@ -1,0 +1,139 @@
+"""The classic StyleGAN figures, for StyleGAN2 checkpoints (they need W space).
+
+style_mixing_figure: a (1 + rows) x (1 + cols) image grid. Top row: the column seeds' images; left column:
+    the row seeds' images (the top-left corner is white); cell (r, c): the row seed's ws with the layers in
+    `styles` replaced by the column seed's ws. Layers count from 0 at 4x4 (coarse: pose, face shape) up to
+    num_ws - 1 (fine: colours, texture); '0-3' takes the coarse styles of the column seed.
+truncation_figure: rows = seeds, columns = psi values; psi 1 is the untruncated image and psi 0 is the
+    image of w_avg, identical in every row.
+
+Both use constant noise, so cells differ only by their ws.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..imageio_utils import save_image, to_uint8
+from . import require_w_space
+from .video import keyframe_ws
+
+
+def parse_layers(styles, num_ws: int) -> list[int]:
+    """Layer indices from '0-3' / '0,2,4' / '0-3,8' / 'all' / '' or 'none' (no layer) / a list of ints."""
+    if isinstance(styles, str):
+        text = styles.strip().lower()
+        if text == "all":
+            return list(range(num_ws))
+        layers: list[int] = []
+        if text not in ("", "none"):
+            for part in text.split(","):
+                m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+                if not m:
+                    raise ValueError(f"styles: cannot read {part.strip()!r}; use forms like 0-3, 0,2,4, all or none")
+                lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+                if hi < lo:
+                    raise ValueError(f"styles: range {part.strip()!r} runs backwards")
+                layers.extend(range(lo, hi + 1))
+    else:
+        layers = [int(i) for i in styles]
+    bad = [i for i in layers if not 0 <= i < num_ws]
+    if bad:
+        raise ValueError(f"styles: layer {bad[0]} is out of range; this generator has {num_ws} style layers "
+                         f"(0-{num_ws - 1})")
+    return sorted(set(layers))
+
+
+def _check_seeds(name: str, seeds: Sequence[int]) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError(f"{name}: give at least one seed")
+    return seeds
+
+
+@torch.no_grad()
+def _synthesis(sampler, ws: torch.Tensor, batch: int) -> np.ndarray:
+    """uint8 [N, H, W, 3] from ws [N, num_ws, w_dim], constant noise."""
+    out = [to_uint8(sampler.G.synthesis(chunk, noise_mode="const").float().cpu()) for chunk in ws.split(batch)]
+    return np.concatenate(out)
+
+
+def _tile(cells: np.ndarray) -> np.ndarray:
+    """[R, C, H, W, 3] -> [R*H, C*W, 3]."""
+    R, C, H, W, ch = cells.shape
+    return np.ascontiguousarray(cells.transpose(0, 2, 1, 3, 4).reshape(R * H, C * W, ch))
+
+
+def style_mixing_image(sampler, row_seeds: Sequence[int], col_seeds: Sequence[int], styles="0-3",
+                       psi: float = 1.0, batch: int = 64) -> np.ndarray:
+    """The style-mixing figure as uint8 [(1+rows)*H, (1+cols)*W, 3] (see the module docstring)."""
+    require_w_space(sampler, "style mixing")
+    rows, cols = _check_seeds("row seeds", row_seeds), _check_seeds("column seeds", col_seeds)
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    layers = parse_layers(styles, sampler.G.num_ws)
+    ws = keyframe_ws(sampler, rows + cols, psi)
+    w_row, w_col = ws[:len(rows)], ws[len(rows):]
+    mixed = w_row[:, None].repeat(1, len(cols), 1, 1)  # [R, C, num_ws, w_dim]
+    if layers:
+        mixed[:, :, layers] = w_col[None, :, layers]
+    pics = _synthesis(sampler, torch.cat([w_row, w_col, mixed.flatten(0, 1)]), batch)
+    row_pics, col_pics, cell_pics = pics[:len(rows)], pics[len(rows):len(rows) + len(cols)], pics[len(rows) + len(cols):]
+    H, W = pics.shape[1:3]
+    canvas = np.full((1 + len(rows), 1 + len(cols), H, W, 3), 255, dtype=np.uint8)
+    canvas[0, 1:] = col_pics
+    canvas[1:, 0] = row_pics
+    canvas[1:, 1:] = cell_pics.reshape(len(rows), len(cols), H, W, 3)
+    return _tile(canvas)
+
+
+def style_mixing_figure(sampler, out_png: str | os.PathLike, row_seeds: Sequence[int], col_seeds: Sequence[int],
+                        styles="0-3", psi: float = 1.0, batch: int = 64) -> Path:
+    """Write the style-mixing figure (StyleGAN2 only; ValueError otherwise); returns the path."""
+    path = _figure_path(out_png)
+    return _save(style_mixing_image(sampler, row_seeds, col_seeds, styles, psi, batch), path)
+
+
+def truncation_image(sampler, seeds: Sequence[int], psis: Sequence[float] = (1.0, 0.7, 0.5, 0.0),
+                     batch: int = 64) -> np.ndarray:
+    """uint8 [len(seeds)*H, len(psis)*W, 3]: rows = seeds, columns = psi values."""
+    require_w_space(sampler, "the truncation figure")
+    seeds = _check_seeds("seeds", seeds)
+    psis = [float(p) for p in psis]
+    if not psis:
+        raise ValueError("psis: give at least one truncation value")
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    ws = torch.stack([keyframe_ws(sampler, seeds, psi) for psi in psis], dim=1)  # [S, P, num_ws, w_dim]
+    pics = _synthesis(sampler, ws.flatten(0, 1), batch)
+    H, W = pics.shape[1:3]
+    return _tile(pics.reshape(len(seeds), len(psis), H, W, 3))
+
+
+def truncation_figure(sampler, out_png: str | os.PathLike, seeds: Sequence[int],
+                      psis: Sequence[float] = (1.0, 0.7, 0.5, 0.0), batch: int = 64) -> Path:
+    """Write the truncation figure (StyleGAN2 only; ValueError otherwise); returns the path."""
+    path = _figure_path(out_png)
+    return _save(truncation_image(sampler, seeds, psis, batch), path)
+
+
+def _figure_path(path: str | os.PathLike) -> Path:
+    """Check the extension before any work."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ValueError(f"figure format must be .png, .jpg or .webp, got {path.name!r}")
+    return path
+
+
+def _save(image: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(image, path)
+    return path
+
+
+__all__ = ["parse_layers", "style_mixing_figure", "style_mixing_image", "truncation_figure", "truncation_image"]
