@@ -186,6 +186,8 @@ def _train(ctx, kw: dict, d) -> None:
                            labels=cfg.labels)
     if d.is_main:
         barrier(d)
+    from .training.trainer import check_labels
+    check_labels(cfg, dataset)
     run_dir = None
     if d.is_main:  # errors above come before any folder is made
         if state is None or imported:

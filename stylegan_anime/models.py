@@ -12,6 +12,8 @@ _REGISTRY: dict[str, "str | type[Recipe]"] = {
     "dcgan-tutorial": "stylegan_anime.baselines.dcgan_tutorial:DCGANTutorial",
     "wgan": "stylegan_anime.baselines.wgan:WGAN",
     "wgan-gp": "stylegan_anime.baselines.wgan_gp:WGANGP",
+    "sagan": "stylegan_anime.baselines.sagan:SAGAN",
+    "biggan": "stylegan_anime.baselines.biggan:BigGAN",
     "cgan": "stylegan_anime.baselines.cgan:CGAN",
     "acgan": "stylegan_anime.baselines.acgan:ACGAN",
 }

@@ -164,3 +164,14 @@ def test_stylegan2_is_the_default_model_and_trains_end_to_end(capsys, tmp_path):
     assert {"Loss/G", "Loss/Greg", "Loss/D", "Loss/Dreg", "Stats/r1_penalty", "Stats/pl_penalty", "Stats/pl_mean",
             "Stats/w_avg_norm", "Progress/skipped_steps"} <= scalars
     assert "Samples/ema_psi0.7" in ev.Tags()["images"]
+
+
+def test_conditional_model_on_unlabelled_data_is_refused_before_any_folder(capsys, tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (70, 70), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    code, _, err = run(["train", "--data", str(folder), "--model", "cgan", "--outdir", str(tmp_path / "runs")] + TINY[4:],
+                       capsys)
+    assert code == 2 and "needs labelled data" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

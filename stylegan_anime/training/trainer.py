@@ -56,6 +56,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_labels(cfg: TrainConfig, dataset) -> None:
+    """A conditional configuration needs labelled data: ConfigError before anything is built or written."""
+    recipe_cls = get_recipe(cfg.model)
+    if recipe_cls.needs_labels(recipe_cls.make_config(**cfg.model_cfg)) and not (
+            cfg.label_names or getattr(dataset, "label_names", None)):
+        from .config import ConfigError
+        raise ConfigError(f"--model {cfg.model} is conditional and needs labelled data (--data demo, or --labels "
+                          f"FILE with your images){'; or --classes none' if cfg.model == 'biggan' else ''}")
+
+
 def build_recipe(cfg: TrainConfig, device: torch.device) -> Recipe:
     recipe_cls = get_recipe(cfg.model)
     model_cfg = recipe_cls.make_config(**cfg.model_cfg)
