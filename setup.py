@@ -18,6 +18,7 @@ setup(
         "stylegan_anime",
         "stylegan_anime.data",
         "stylegan_anime.training",
+        "stylegan_anime.metrics",
         "stylegan_anime.stylegan2",
         "stylegan_anime.tools",
         "stylegan_anime.baselines",
@@ -38,11 +39,13 @@ setup(
         "einops",
         "ninja",
         "tqdm",
+        "scipy",
         "imageio-ffmpeg",
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "animeface>=2.0"],
+        "afd": ["animeface>=2.0"],
     },
     entry_points={"console_scripts": ["stylegan-anime=stylegan_anime.cli:main"]},
 )

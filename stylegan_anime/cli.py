@@ -121,9 +121,12 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--aug-p", type=float, default=None, help="initial p [default: 0 adaptive, 1 fixed]")
 @click.option("--aug-speed", "aug_speed_kimg", type=float, default=100.0, show_default=True,
               help="adaptive p can go from 0 to 1 in this many kimg")
-@click.option("--metrics", default="none", show_default=True,
+@click.option("--metrics", default="swd", show_default=True,
               help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd) or none")
 @click.option("--metrics-kimg", type=float, default=50.0, show_default=True, help="evaluate every N kimg and at the end")
+@click.option("--metrics-num", type=int, default=None, help="generated images per metric [default: the metric's own]")
+@click.option("--inception", type=click.Path(dir_okay=False), default=None,
+              help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: torch-hub cache]")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--workers", type=int, default=None, help="processes for decoding images when packing a dataset")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
@@ -456,6 +459,79 @@ def doctor(try_build):
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command("metrics", epilog="""
+\b
+Examples:
+  stylegan-anime metrics --checkpoint runs/00001-stylegan2-faces-64 --data faces --metrics fid10k,kid,swd,afd
+  stylegan-anime metrics --images submission --data faces --metrics fid10k,afd     # a folder 1.jpg ... N.jpg
+  stylegan-anime metrics --checkpoint RUN --data faces --metrics fid10k --inception ~/pt_inception-2015-12-05-6726825d.pth
+""")
+@click.option("--checkpoint", default=None, help="a checkpoint or run folder to generate from (G_ema, psi 1)")
+@click.option("--images", type=click.Path(file_okay=False), default=None, help="...or a folder of generated images")
+@click.option("--data", required=True, help="the real images: folder | zip | packed set | demo")
+@click.option("--metrics", "names", default="swd", show_default=True, help="comma-separated: fid5k, fid10k, fid50k, kid, swd, afd")
+@click.option("--num", type=int, default=None, help="generated images per metric [default: the metric's own]")
+@click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed of the generated images")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of lines")
+@click.option("--device", default="auto", show_default=True)
+def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, device):
+    """Score a checkpoint or a folder of generated images: FID, KID, SWD, anime-face detection rate."""
+    import json as _json
+
+    import numpy as np
+    import torch
+
+    from .data import open_dataset
+    from .metrics import METRICS, evaluate, evaluate_folder
+
+    wanted = [m.strip() for m in names.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if (checkpoint is None) == (images is None):
+        raise ConfigError("give exactly one of --checkpoint and --images")
+    warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
+    if images is not None:
+        if not Path(images).is_dir():
+            raise ConfigError(f"--images folder does not exist: {images}")
+        ds = open_dataset(data, _image_size(images))
+        try:
+            values = evaluate_folder(wanted, images, ds, num_gen=num, inception_path=inception, warn=warn,
+                                     device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    else:
+        from .generate import Sampler
+        from .imageio_utils import to_uint8
+        sampler = Sampler(checkpoint, device=device)
+        ds = open_dataset(data, sampler.config.size)
+        state = {"next": seed}
+
+        def generate(n: int) -> np.ndarray:
+            seeds = list(range(state["next"], state["next"] + n))
+            state["next"] += n
+            return to_uint8(sampler.images(seeds))
+
+        values = evaluate(wanted, generate, ds, num_gen=num, inception_path=inception, warn=warn,
+                          device=sampler.device, seed=seed)
+    if as_json:
+        click.echo(_json.dumps(values))
+    else:
+        for k, v in values.items():
+            click.echo(f"{k:<12} {v:.6g}")
+
+
+def _image_size(folder: str) -> int:
+    """The size of the first image of a folder (generated images are square)."""
+    from PIL import Image
+    for p in sorted(Path(folder).iterdir()):
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
+            with Image.open(p) as im:
+                return im.size[0]
+    raise ConfigError(f"no images in {folder}")
 
 
 from . import cli_tools  # noqa: E402,F401  (registers video, style-mixing, truncation, tags-grid, compare)

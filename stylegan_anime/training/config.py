@@ -13,7 +13,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 
 # Flags that may differ when resuming a run (everything else must match the saved configuration).
 RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress", "device",
-                       "amp", "workers", "metrics", "metrics_kimg", "augment", "aug_policy", "aug_target",
+                       "amp", "workers", "metrics", "metrics_kimg", "metrics_num", "inception", "augment", "aug_policy", "aug_target",
                        "aug_p", "aug_speed_kimg")
 
 
@@ -38,8 +38,10 @@ class TrainConfig:
     aug_target: float = 0.6  # adaptive p: target of E[sign(D(real))]; 0 = fixed p
     aug_p: float | None = None  # initial p (default: 0 when adaptive, 1 when fixed)
     aug_speed_kimg: float = 100.0  # adaptive p can go from 0 to 1 in this many kimg
-    metrics: str = "none"  # comma-separated metrics evaluated on G_ema during training ('' or 'none': off)
+    metrics: str = "swd"  # comma-separated metrics evaluated on G_ema during training ('' or 'none': off)
     metrics_kimg: float = 50.0  # evaluate every N kimg (and at the end)
+    metrics_num: int | None = None  # generated images per metric (default: the metric's own, e.g. 10k for fid10k)
+    inception: str | None = None  # FID Inception weights file (default: $STYLEGAN_ANIME_INCEPTION or torch-hub cache)
     grid_size: int = 8  # the sample grid is grid_size x grid_size
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int | None = None  # processes for decoding images when the dataset is packed

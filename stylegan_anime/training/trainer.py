@@ -285,7 +285,8 @@ class Trainer:
             return to_uint8(torch.cat(out))
 
         warn = self.monitor.write if self.monitor is not None else print
-        values = evaluate(names, generate, self.dataset, device=self.device, progress=False, warn=warn)
+        values = evaluate(names, generate, self.dataset, device=self.device, progress=False, warn=warn,
+                          num_gen=self.cfg.metrics_num, inception_path=self.cfg.inception, seed=self.cfg.seed)
         if values:
             if self.monitor is not None:
                 for k, v in values.items():

@@ -1,0 +1,39 @@
+"""Evaluation metrics: FID / KID (FID Inception-v3), SWD (Laplacian-pyramid patches) and AFD (anime faces).
+
+Entry points::
+
+    from stylegan_anime.metrics import evaluate, evaluate_folder, METRICS
+    scores = evaluate(["fid10k", "kid", "swd", "afd"], gen, dataset, device="cuda")
+    # gen(n) -> uint8 numpy [n,H,W,3]: the next n generated images on each call
+
+Registered metrics (see :data:`METRICS`): ``fid5k``, ``fid10k``, ``fid50k``, ``kid`` (10k), ``swd``
+(4096 images) and ``afd`` (1k).  Metrics whose requirements are missing are skipped with one
+warning line: FID/KID need pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (argument,
+``$STYLEGAN_ANIME_INCEPTION`` or the torch-hub cache), AFD needs the optional ``animeface`` package.
+Lower-level pieces: :mod:`.fid`, :mod:`.swd`, :mod:`.afd`, :mod:`.inception`, :mod:`.stats`.
+"""
+from .afd import AnimeFaceDetector, afd_rate
+from .registry import METRICS, MetricSpec, evaluate, evaluate_folder, list_metrics
+from .fid import fid_from_features, fid_from_stats, kid_from_features
+from .inception import FIDInceptionV3, MetricUnavailable, download_inception, load_inception
+from .stats import feature_stats
+from .swd import swd
+
+__all__ = [
+    "METRICS",
+    "AnimeFaceDetector",
+    "FIDInceptionV3",
+    "MetricSpec",
+    "MetricUnavailable",
+    "afd_rate",
+    "download_inception",
+    "evaluate",
+    "evaluate_folder",
+    "feature_stats",
+    "fid_from_features",
+    "fid_from_stats",
+    "kid_from_features",
+    "list_metrics",
+    "load_inception",
+    "swd",
+]

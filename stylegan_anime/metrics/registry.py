@@ -1,0 +1,280 @@
+"""One entry point for every metric: generate once, feed every metric that still needs images.
+
+``evaluate(["fid10k", "swd"], gen, dataset)`` calls ``gen(n)`` repeatedly; each call must return the
+*next* ``n`` generated images as a uint8 numpy array ``[n,H,W,3]``.  The images stream through the
+Inception network (FID/KID), the SWD descriptor sampler and the face detector (AFD) in one pass, up
+to the largest count any requested metric needs.  Real-image statistics come from the stats cache.
+
+A metric whose requirement is missing (no Inception weights file, ``animeface`` absent or failing
+its self-check) is skipped with one warning line that says why and how to fix it; the others run.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import afd as afd_mod
+from .fid import fid_from_stats, kid_from_features
+from .inception import MetricUnavailable, inception_features, load_inception
+from .stats import FeatureMoments, feature_stats, load_or_compute, real_batches, real_subset
+from .swd import SWDAccumulator, swd_from_accumulators
+
+__all__ = ["METRICS", "MetricSpec", "evaluate", "evaluate_folder", "list_metrics"]
+
+Warn = Callable[[str], None]
+GenerateFn = Callable[[int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A named metric: its kind, how many generated images it scores, and what it needs."""
+
+    name: str
+    kind: str          # "fid" | "kid" | "swd" | "afd"
+    num_gen: int       # generated images (reals: min(dataset size, num_gen) for fid/kid/swd)
+    requires: str      # "inception" | "animeface" | ""
+    description: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("fid5k", "fid", 5_000, "inception", "FID, 5k generated vs up to 5k reals"),
+        MetricSpec("fid10k", "fid", 10_000, "inception", "FID, 10k generated vs up to 10k reals"),
+        MetricSpec("fid50k", "fid", 50_000, "inception", "FID, 50k generated vs up to 50k reals"),
+        MetricSpec("kid", "kid", 10_000, "inception",
+                   "KID (unbiased MMD^2, cubic kernel, 100 subsets of 1000), 10k generated vs up to 10k reals"),
+        MetricSpec("swd", "swd", 4_096, "",
+                   "Sliced Wasserstein distance x1e3 on a Laplacian pyramid (per level and mean), 4096 images "
+                   "at the dataset's resolution"),
+        MetricSpec("afd", "afd", 1_000, "animeface", "anime-face detection rate (animeface), 1k generated images"),
+    )
+}
+
+INCEPTION_SETTINGS = {"features": "pool3-2048", "resize": "bilinear-299", "range": "[-1,1]", "subset_seed": 0}
+
+
+def list_metrics() -> list[str]:
+    return list(METRICS)
+
+
+def _counts(names: list[str], num_gen) -> dict[str, int]:
+    out = {}
+    for name in names:
+        n = METRICS[name].num_gen
+        if isinstance(num_gen, Mapping):
+            n = int(num_gen.get(name, n))
+        elif num_gen is not None:
+            n = int(num_gen)
+        if n < 1:
+            raise ValueError(f"{name}: number of generated images must be positive, got {n}")
+        out[name] = n
+    return out
+
+
+def _check_batch(batch, n: int, resolution: int, state: dict, warn: Warn) -> np.ndarray:
+    arr = np.asarray(batch)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"generate_fn({n}) must return uint8 [n,H,W,3], got {arr.dtype} {list(arr.shape)}")
+    if len(arr) > n:
+        arr = arr[:n]
+    if arr.shape[1] != resolution or arr.shape[2] != resolution:
+        if not state.get("warned_resize"):
+            warn(f"generated images are {arr.shape[1]}x{arr.shape[2]} but the dataset is {resolution}x{resolution}: "
+                 "resizing them (Lanczos) for evaluation")
+            state["warned_resize"] = True
+        arr = np.stack([np.asarray(Image.fromarray(im).resize((resolution, resolution), Image.Resampling.LANCZOS))
+                        for im in arr])
+    return arr
+
+
+def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_gen: int | Mapping[str, int] | None = None,
+             device="cpu", inception_path=None, progress: bool = True, cache_dir=None, warn: Warn = print,
+             batch_size: int = 64, seed: int = 0) -> dict[str, float]:
+    """Score generated images against ``dataset`` (a PackedDataset: ``.images`` uint8 [N,H,W,3], ``.meta``).
+
+    ``generate_fn(n)`` returns the next ``n`` generated images, uint8 numpy ``[n,H,W,3]`` (images of
+    another size than the dataset's are resized).  ``num_gen`` overrides every metric's number of
+    generated images (an int, or a dict per metric name); reals are ``min(len(dataset), n)``.
+
+    Returns ``{name: value}`` in request order: ``fid*`` and ``kid`` (raw MMD^2), ``afd`` in [0,1],
+    and for ``swd`` the mean ``swd`` plus ``swd/<level size>`` (all x1e3).  Unavailable metrics are
+    left out after one ``warn`` line each.
+    """
+    names = list(dict.fromkeys(metrics))
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    counts = _counts(names, num_gen)
+    images = dataset.images
+    num_real_total, resolution = int(images.shape[0]), int(images.shape[1])
+
+    # ---- requirements: skip what cannot run, with one line each
+    inception = detector = None
+    needs_inception = [m for m in names if METRICS[m].requires == "inception"]
+    if needs_inception:
+        try:
+            inception = load_inception(inception_path, device, warn=warn)
+        except MetricUnavailable as e:
+            warn(f"skipping {', '.join(needs_inception)}: {e}")
+            names = [m for m in names if m not in needs_inception]
+    if "afd" in names:
+        try:
+            detector = afd_mod.get_detector()
+        except MetricUnavailable as e:
+            warn(f"skipping afd: {e}")
+            names.remove("afd")
+    if not names:
+        return {}
+
+    # ---- one pass over generated images
+    need_feat = max([counts[m] for m in names if METRICS[m].kind in ("fid", "kid")], default=0)
+    need_swd = counts["swd"] if "swd" in names else 0
+    need_afd = counts["afd"] if "afd" in names else 0
+    total = max(need_feat, need_swd, need_afd)
+    gen_feats: list[np.ndarray] = []
+    swd_fake = SWDAccumulator(resolution, seed=seed, device=device) if need_swd else None
+    afd_found = 0
+    state: dict = {}
+    done = 0
+    with tqdm(total=total, desc="generating", unit="img", disable=not progress, leave=False,
+              file=sys.stderr) as bar:
+        while done < total:
+            n = min(batch_size, total - done)
+            batch = _check_batch(generate_fn(n), n, resolution, state, warn)
+            if len(batch) == 0:
+                raise ValueError(f"generate_fn returned no images after {done} of {total}")
+            if done < need_feat:
+                gen_feats.append(inception_features(inception, batch[: need_feat - done], batch_size))
+            if done < need_swd:
+                swd_fake.add(batch[: need_swd - done])
+            if done < need_afd:
+                afd_found += detector.count_detected(batch[: need_afd - done])
+            done += len(batch)
+            bar.update(len(batch))
+    feats = np.concatenate(gen_feats, 0) if gen_feats else None
+
+    # ---- reals and scores
+    real = _real_inception(names, counts, dataset, inception, num_real_total, cache_dir, batch_size, progress) \
+        if need_feat else {}
+    results: dict[str, float] = {}
+    for m in names:
+        spec, n = METRICS[m], counts[m]
+        if spec.kind == "fid":
+            acc = FeatureMoments()
+            acc.add(feats[:n])
+            g = acc.result()
+            r = real[("fid", min(n, num_real_total))]
+            results[m] = fid_from_stats(g["mu"], g["sigma"], r["mu"], r["sigma"])
+        elif spec.kind == "kid":
+            r = real[("kid", min(n, num_real_total))]
+            results[m] = kid_from_features(feats[:n], r["features"], seed=seed)
+        elif spec.kind == "swd":
+            swd_real = SWDAccumulator(resolution, seed=seed, device=device)
+            idx = real_subset(num_real_total, n)
+            for b in real_batches(dataset, idx, batch_size):
+                swd_real.add(b)
+            results.update(swd_from_accumulators(swd_real, swd_fake, seed=seed, device=device))
+        elif spec.kind == "afd":
+            results[m] = afd_found / n
+    return results
+
+
+def _real_inception(names, counts, dataset, inception, num_real_total, cache_dir, batch_size, progress) -> dict:
+    """Real statistics per (kind, count): cached; all misses share one pass over the largest subset."""
+    settings = dict(INCEPTION_SETTINGS, weights=inception.weights_id)
+    wanted = {}
+    for m in names:
+        kind = METRICS[m].kind
+        if kind in ("fid", "kid"):
+            wanted[(kind, min(counts[m], num_real_total))] = None
+    pool: dict = {}
+
+    def all_features(n: int) -> np.ndarray:
+        if pool.get("n", 0) < n:
+            idx = real_subset(num_real_total, max(n for _, n in wanted))
+            st = feature_stats(real_batches(dataset, idx, batch_size), inception, batch_size=batch_size,
+                               keep_features=len(idx), progress=progress, total=len(idx), desc="real features")
+            pool.update(n=len(idx), features=st["features"])
+        return pool["features"][:n]
+
+    out = {}
+    for kind, n in wanted:
+        def compute(kind=kind, n=n):
+            f = all_features(n)
+            acc = FeatureMoments(keep=n if kind == "kid" else 0)
+            acc.add(f)
+            r = acc.result()
+            return {k: v for k, v in r.items() if kind == "kid" or k != "features"}
+
+        metric_name = "inception-stats" if kind == "fid" else "inception-features"
+        out[(kind, n)] = load_or_compute(dataset, metric_name, settings, n, compute, cache_dir)
+    return out
+
+
+_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _folder_files(folder) -> list[str]:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    names = [f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_EXTS)]
+    if not names:
+        raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXTS)}) in {folder}")
+
+    def key(name):  # HW6 layout 1.jpg ... N.jpg: numeric order, then the rest by name
+        stem = os.path.splitext(name)[0]
+        return (0, int(stem), name) if re.fullmatch(r"\d+", stem) else (1, 0, name)
+
+    return [os.path.join(folder, f) for f in sorted(names, key=key)]
+
+
+def evaluate_folder(metrics: Iterable[str], folder, dataset, *, num_gen: int | Mapping[str, int] | None = None,
+                    warn: Warn = print, **kwargs) -> dict[str, float]:
+    """Score a folder of generated images (e.g. HW6's ``1.jpg ... N.jpg``) against ``dataset``.
+
+    Each metric uses min(its count, number of files) images unless ``num_gen`` says otherwise (one
+    warning per metric that gets fewer than its nominal count).  Images are read in numeric order,
+    converted to RGB and resized to the dataset's resolution when needed.  Other keyword arguments
+    go to :func:`evaluate`.
+    """
+    names = list(dict.fromkeys(metrics))
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    files = _folder_files(str(folder))
+    counts = _counts(names, num_gen)
+    for m in names:
+        if counts[m] > len(files):
+            if num_gen is None:
+                warn(f"{m}: {folder} has {len(files)} images, fewer than the nominal {counts[m]}; "
+                     f"scoring {len(files)} (not comparable with the full {m})")
+            counts[m] = len(files)
+    resolution = int(dataset.images.shape[1])
+    pos = 0
+    warned = []
+
+    def read(n: int) -> np.ndarray:
+        nonlocal pos
+        out = []
+        for path in files[pos:pos + n]:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if im.size != (resolution, resolution):
+                    if not warned:
+                        warn(f"images in {folder} are {im.size[0]}x{im.size[1]}, the dataset is "
+                             f"{resolution}x{resolution}: resizing (Lanczos)")
+                        warned.append(True)
+                    im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+                out.append(np.asarray(im))
+        pos += len(out)
+        return np.stack(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
+
+    return evaluate(names, read, dataset, num_gen=counts, warn=warn, **kwargs)
