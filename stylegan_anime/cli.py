@@ -471,7 +471,8 @@ Examples:
 @click.option("--checkpoint", default=None, help="a checkpoint or run folder to generate from (G_ema, psi 1)")
 @click.option("--images", type=click.Path(file_okay=False), default=None, help="...or a folder of generated images")
 @click.option("--data", required=True, help="the real images: folder | zip | packed set | demo")
-@click.option("--metrics", "names", default="swd", show_default=True, help="comma-separated: fid5k, fid10k, fid50k, kid, swd, afd")
+@click.option("--metrics", "names", default="swd", show_default=True,
+              help="comma-separated: fid5k, fid10k, fid50k, kid, swd, afd, tagacc (tag-conditional models)")
 @click.option("--num", type=int, default=None, help="generated images per metric [default: the metric's own]")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file")
 @click.option("--seed", type=int, default=0, show_default=True, help="first seed of the generated images")
@@ -485,14 +486,16 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, 
     import torch
 
     from .data import open_dataset
-    from .metrics import METRICS, evaluate, evaluate_folder
+    from .metrics import ALL_METRICS, TAG_METRICS, evaluate, evaluate_folder, evaluate_tags
 
     wanted = [m.strip() for m in names.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in METRICS]
+    unknown = [m for m in wanted if m not in ALL_METRICS]
     if unknown:
-        raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
     if (checkpoint is None) == (images is None):
         raise ConfigError("give exactly one of --checkpoint and --images")
+    if images is not None and any(m in TAG_METRICS for m in wanted):
+        raise ConfigError("tagacc scores a checkpoint (it asks for tags): use --checkpoint")
     warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
     if images is not None:
         if not Path(images).is_dir():
@@ -515,13 +518,41 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, 
             state["next"] += n
             return to_uint8(sampler.images(seeds))
 
-        values = evaluate(wanted, generate, ds, num_gen=num, inception_path=inception, warn=warn,
-                          device=sampler.device, seed=seed)
+        plain = [m for m in wanted if m not in TAG_METRICS]
+        values = evaluate(plain, generate, ds, num_gen=num, inception_path=inception, warn=warn,
+                          device=sampler.device, seed=seed) if plain else {}
+        if "tagacc" in wanted:
+            if not sampler.conditional:
+                raise ConfigError(f"tagacc needs a tag-conditional model; this is {sampler.config.model}")
+
+            def generate_tagged(labels):
+                seeds = list(range(state["next"], state["next"] + len(labels)))
+                state["next"] += len(labels)
+                return to_uint8(sampler.images(seeds, labels=labels))
+
+            values.update(evaluate_tags(generate_tagged, ds, n=num or 1000, device=sampler.device, seed=seed))
     if as_json:
         click.echo(_json.dumps(values))
     else:
         for k, v in values.items():
             click.echo(f"{k:<12} {v:.6g}")
+
+
+@cli.command("download-inception", epilog="""
+\b
+Examples:
+  stylegan-anime download-inception                      # into the torch-hub cache, where FID looks first
+  stylegan-anime download-inception --dest ~/weights/    # then --inception ~/weights/pt_inception-...pth
+""")
+@click.option("--dest", default=None, help="file or folder [default: the torch-hub cache]")
+def download_inception_cmd(dest):
+    """Fetch the FID Inception-v3 weights (pytorch-fid's file, SHA-256 checked) on a machine with network."""
+    from .metrics import download_inception
+    try:
+        path = download_inception(dest)
+    except Exception as e:  # no network, proxy, hash mismatch: one line, nothing half-written is kept
+        raise ConfigError(f"download failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    click.echo(f"saved {path}", err=True)
 
 
 def _image_size(folder: str) -> int:

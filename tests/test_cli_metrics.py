@@ -61,3 +61,23 @@ def test_metrics_command_mistakes_are_one_line(tmp_path, capsys):
                          (["train", "--data", "demo:8", "--metrics", "fid3k"], "unknown fid3k")):
         code, _, err = run(argv, capsys)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_download_inception_is_explicit_and_hash_checked(tmp_path, capsys, monkeypatch):
+    import torch
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        open(dst, "wb").write(b"weights")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    code, _, err = run(["download-inception", "--dest", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert len(calls) == 1 and calls[0][0].startswith("https://") and calls[0][1] == "6726825d"
+    assert (tmp_path / "pt_inception-2015-12-05-6726825d.pth").read_bytes() == b"weights"
+
+    def offline(*a, **k):
+        raise OSError("Temporary failure in name resolution")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code, _, err = run(["download-inception", "--dest", str(tmp_path / "x")], capsys)
+    assert code == 2 and err.strip() == "error: download failed: Temporary failure in name resolution"

@@ -18,9 +18,17 @@ from .fid import fid_from_features, fid_from_stats, kid_from_features
 from .inception import FIDInceptionV3, MetricUnavailable, download_inception, load_inception
 from .stats import feature_stats
 from .swd import swd
+from .tagacc import evaluate_tags
+
+# Metrics that need a tag-conditional generator (scored with requested labels), beside the registry's.
+TAG_METRICS = ("tagacc",)
+ALL_METRICS = (*METRICS, *TAG_METRICS)
 
 __all__ = [
+    "ALL_METRICS",
     "METRICS",
+    "TAG_METRICS",
+    "evaluate_tags",
     "AnimeFaceDetector",
     "FIDInceptionV3",
     "MetricSpec",

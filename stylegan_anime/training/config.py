@@ -99,7 +99,7 @@ def validate(cfg: TrainConfig, world: int = 1) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.metric_list:
         try:
-            from ..metrics import METRICS  # noqa: PLC0415 (the registry imports scipy; only when asked)
+            from ..metrics import ALL_METRICS as METRICS  # noqa: PLC0415 (imports scipy; only when asked)
         except ImportError as e:
             raise ConfigError(f"--metrics: metrics are not available ({e})") from None
 

@@ -275,18 +275,28 @@ class Trainer:
         names = self.cfg.metric_list
         if not names:
             return {}
-        from ..metrics import evaluate  # noqa: PLC0415
+        from ..metrics import TAG_METRICS, evaluate, evaluate_tags  # noqa: PLC0415
 
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 2)  # same latents at every evaluation
 
-        def generate(n: int) -> np.ndarray:
+        def generate(n: int, labels: torch.Tensor | None = None) -> np.ndarray:
             z = torch.randn(n, self.recipe.z_dim, generator=gen).to(self.device)
-            out = [self.recipe.generate(self.G_ema, chunk) for chunk in z.split(self.batch_gpu)]
+            c = [None] * n if labels is None else labels.to(self.device)
+            out = [self.recipe.generate(self.G_ema, zc, None if cc is None or cc[0] is None else cc)
+                   for zc, cc in zip(z.split(self.batch_gpu), _split(c, self.batch_gpu))]
             return to_uint8(torch.cat(out))
 
         warn = self.monitor.write if self.monitor is not None else print
-        values = evaluate(names, generate, self.dataset, device=self.device, progress=False, warn=warn,
-                          num_gen=self.cfg.metrics_num, inception_path=self.cfg.inception, seed=self.cfg.seed)
+        plain = [m for m in names if m not in TAG_METRICS]
+        values = evaluate(plain, generate, self.dataset, device=self.device, progress=False, warn=warn,
+                          num_gen=self.cfg.metrics_num, inception_path=self.cfg.inception,
+                          seed=self.cfg.seed) if plain else {}
+        if "tagacc" in names:
+            if not type(self.recipe).needs_labels(self.recipe.cfg):
+                warn(f"skipping tagacc: --model {self.cfg.model} is not tag-conditional")
+            else:
+                values.update(evaluate_tags(lambda c: generate(len(c), c), self.dataset,
+                                            n=self.cfg.metrics_num or 1000, device=self.device, seed=self.cfg.seed))
         if values:
             if self.monitor is not None:
                 for k, v in values.items():
