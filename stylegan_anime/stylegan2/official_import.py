@@ -38,7 +38,6 @@ import io
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -492,7 +491,7 @@ def import_checkpoint(pkl_path: str | os.PathLike, out_path: str | os.PathLike) 
     """
     import dataclasses
 
-    from ..training.checkpoint import FORMAT
+    from ..training.checkpoint import FORMAT, atomic_torch_save
     from ..training.config import TrainConfig
     from .recipe import config_from_official
 
@@ -509,18 +508,7 @@ def import_checkpoint(pkl_path: str | os.PathLike, out_path: str | os.PathLike) 
              "progress": {"nimg": 0, "iteration": 0, "skipped": 0},
              "imported": {"from": str(pkl_path), "kimg": kimg,
                           "training_set_kwargs": conv["training_set_kwargs"] or {}}}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-import-", suffix=".pt", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_path
+    return atomic_torch_save(state, out_path)
 
 
 # ==========================================================================================================

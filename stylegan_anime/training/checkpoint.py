@@ -31,22 +31,27 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(state: dict, run_dir: str | os.PathLike, nimg: int, keep: int) -> Path:
-    """Write atomically (temp file in the same folder, fsync, rename), then delete all but the newest `keep`."""
-    folder = checkpoint_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ckpt-{nimg:09d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-ckpt-", suffix=".pt", dir=folder)
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """torch.save to a temp file in the same folder, fsync, rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(state: dict, run_dir: str | os.PathLike, nimg: int, keep: int) -> Path:
+    """Write atomically, then delete all but the newest `keep`."""
+    path = atomic_torch_save({"format": FORMAT, **state}, checkpoint_dir(run_dir) / f"ckpt-{nimg:09d}.pt")
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
