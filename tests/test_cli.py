@@ -70,7 +70,7 @@ def test_help_has_examples(capsys):
     assert "--n-critic" in out and "--gp-weight" in out and "wgan 5" in out  # per-model defaults shown
 
 
-@pytest.mark.parametrize("model", ["dcgan", "dcgan-tutorial", "wgan", "wgan-gp"])
+@pytest.mark.parametrize("model", ["dcgan", "dcgan-tutorial", "wgan", "wgan-gp", "sagan", "biggan", "cgan", "acgan"])
 def test_train_each_model_end_to_end(model, capsys, tmp_path):
     code, _, err = run(["train", "--data", "demo:64", "--size", "64", "--outdir", str(tmp_path)]
                        + TINY + ["--model", model] + (["--n-critic", "2"] if "wgan" in model else []), capsys)
