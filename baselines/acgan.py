@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan_anime.training.recipe import Batch, RecipeConfig
+from stylegan_anime.training.recipe import Batch
 
-from .cgan import ConditionalRecipe, CondGenerator, bce, conv_trunk
-from .common import batch_field, beta1_field, beta2_field, dim_field, hparam, lr_field, n_critic_field, z_dim_field
-from .conditioning import cond_embed_field, embed_dim_field
+from .cgan import CGANConfig, ConditionalRecipe, CondGenerator, bce, conv_trunk
+from .common import hparam
 
 
 class ACDiscriminator(nn.Module):
@@ -64,17 +63,9 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class ACGANConfig(RecipeConfig):
-    batch: int = batch_field(64)
-    z_dim: int = z_dim_field(100)
-    dim: int = dim_field(64)
-    embed_dim: int = embed_dim_field(256)
-    cond_embed: str = cond_embed_field("onehot")
-    lr_g: float = lr_field("G", 2e-4)
-    lr_d: float = lr_field("D", 2e-4)
-    beta1: float = beta1_field(0.5)
-    beta2: float = beta2_field(0.999)
-    n_critic: int = n_critic_field(1)
+class ACGANConfig(CGANConfig):
+    """CGAN's hyperparameters plus the weight of the classifier heads."""
+
     cls_weight: float = hparam(1.0, "weight of the auxiliary classifier's cross-entropy (ACGAN)")
 
 

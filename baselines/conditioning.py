@@ -99,7 +99,9 @@ class LabelEncoder(nn.Module):
         out = []
         for i, size in enumerate(self.sizes):
             col = labels[:, i].long()
-            if bool(((col < -1) | (col >= size)).any()):
+            # Range check only on the host: on a GPU it would sync every training step (one_hot still
+            # fails on an out-of-range class there).
+            if col.device.type == "cpu" and bool(((col < -1) | (col >= size)).any()):
                 raise ValueError(f"{self.groups[i]} labels must be in -1..{size - 1}, got {col.tolist()}")
             if self.kind == "onehot":
                 known = (col >= 0).unsqueeze(1)  # [N, 1]
