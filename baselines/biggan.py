@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from stylegan_anime.training.config import ConfigError
-from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig
+from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 
 from .common import (
     batch_field,
@@ -188,8 +188,8 @@ class BigGAN(Recipe):
         D = ProjectionDiscriminator(cfg.dim, resolution, self.attn, sizes)
         self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
         betas = (cfg.beta1, cfg.beta2)
-        self.opts = {"G": torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas),
-                     "D": torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas)}
+        self.opts = {"G": adam(G.parameters(), self.device, lr=cfg.lr_g, betas=betas),
+                     "D": adam(D.parameters(), self.device, lr=cfg.lr_d, betas=betas)}
         self.phases = [Phase("D", "D", self.loss_D, repeats=cfg.n_critic),
                        Phase("G", "G", self.loss_G, needs_reals=False)]
         self.z_dim = cfg.z_dim

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig
+from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 
 RESOLUTIONS = (64, 128)
 D_NORMS = ("batch", "layer", "instance", "none")
@@ -194,10 +194,8 @@ class Discriminator(nn.Module):
 def adam_optimizers(nets: dict[str, nn.Module], cfg) -> dict[str, torch.optim.Optimizer]:
     """Adam for G (lr_g) and D (lr_d), both with betas (beta1, beta2)."""
     betas = (cfg.beta1, cfg.beta2)
-    return {
-        "G": torch.optim.Adam(nets["G"].parameters(), lr=cfg.lr_g, betas=betas),
-        "D": torch.optim.Adam(nets["D"].parameters(), lr=cfg.lr_d, betas=betas),
-    }
+    return {k: adam(nets[k].parameters(), next(nets[k].parameters()).device, lr=lr, betas=betas)
+            for k, lr in (("G", cfg.lr_g), ("D", cfg.lr_d))}
 
 
 # --------------------------------------------------------------------------------------------------------

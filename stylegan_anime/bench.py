@@ -65,10 +65,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_model(model: str, size: int, *, kimg: float = 1.0, warmup: int = 3, device: str = "auto",
-                batch: int | None = None, batch_gpu: int | None = None, amp: str = "off",
-                overrides: dict | None = None, workdir: str | Path | None = None) -> BenchResult:
-    """Time training of one model configuration (tiny overrides make it usable in tests)."""
+def _bench_trainer(model: str, size: int, *, device: str, batch: int | None, batch_gpu: int | None, amp: str,
+                   overrides: dict | None, workdir: str | Path | None) -> Trainer:
     recipe_cls = get_recipe(model)
     over = dict(overrides or {})
     if batch is not None:
@@ -77,8 +75,15 @@ def bench_model(model: str, size: int, *, kimg: float = 1.0, warmup: int = 3, de
     workdir = Path(workdir or tempfile.mkdtemp(prefix="sga-bench-"))
     cfg = TrainConfig(data="synthetic", size=size, model=model, batch_gpu=batch_gpu, kimg=1e9, outdir=str(workdir),
                       amp=amp, device=device, progress=False, metrics="", model_cfg=mc)
-    data = _Synthetic(max(cfg.batch * 4, 256), size)
-    t = Trainer(cfg, workdir / "run", dataset=data)
+    return Trainer(cfg, workdir / "run", dataset=_Synthetic(max(cfg.batch * 4, 256), size))
+
+
+def bench_model(model: str, size: int, *, kimg: float = 1.0, warmup: int = 3, device: str = "auto",
+                batch: int | None = None, batch_gpu: int | None = None, amp: str = "off",
+                overrides: dict | None = None, workdir: str | Path | None = None) -> BenchResult:
+    """Time training of one model configuration (tiny overrides make it usable in tests)."""
+    t = _bench_trainer(model, size, device=device, batch=batch, batch_gpu=batch_gpu, amp=amp, overrides=overrides,
+                       workdir=workdir)
     for _ in range(warmup):
         t.step()
     if t.device.type == "cuda":
@@ -90,7 +95,39 @@ def bench_model(model: str, size: int, *, kimg: float = 1.0, warmup: int = 3, de
     _sync(t.device)
     dt, shown = time.perf_counter() - start, t.nimg - start_img
     from .training.monitor import peak_memory_gb
-    return BenchResult(f"{model}", size, cfg.batch, dt / shown * 1000, shown / dt, peak_memory_gb(t.device))
+    return BenchResult(f"{model}", size, t.cfg.batch, dt / shown * 1000, shown / dt, peak_memory_gb(t.device))
+
+
+def profile_model(model: str, size: int, out_dir: str | Path, *, iterations: int = 16, warmup: int = 3,
+                  device: str = "auto", batch: int | None = None, batch_gpu: int | None = None, amp: str = "off",
+                  overrides: dict | None = None, row_limit: int = 30) -> tuple[str, Path]:
+    """torch.profiler over `iterations` training iterations after warm-up (16 covers StyleGAN2's lazy
+    regularisation interval). Returns the table of ops by self time (device time on CUDA) and writes it,
+    with a Chrome trace (chrome://tracing or ui.perfetto.dev), to out_dir. Each phase is a `phase:<name>`
+    range in the trace."""
+    from torch.profiler import ProfilerActivity, profile
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = _bench_trainer(model, size, device=device, batch=batch, batch_gpu=batch_gpu, amp=amp, overrides=overrides,
+                       workdir=out_dir / "work")
+    for _ in range(warmup):
+        t.step()
+    _sync(t.device)
+    cuda = t.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(iterations):
+            t.step()
+        _sync(t.device)
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=row_limit)
+    stem = f"profile-{model}-{size}"
+    head = (f"# {model} at {size} px, batch {t.cfg.batch}, amp {amp}, {iterations} iterations after {warmup} "
+            f"warm-up, on {t.device}; sorted by {sort}\n")
+    (out_dir / f"{stem}.txt").write_text(head + table + "\n")
+    trace = out_dir / f"{stem}.trace.json"
+    prof.export_chrome_trace(str(trace))
+    return head + table, trace
 
 
 def bench_data(size: int, batch: int = 64, seconds: float = 2.0, device: str = "auto") -> float:

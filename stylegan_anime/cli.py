@@ -383,6 +383,7 @@ Examples:
   stylegan-anime bench                                   # StyleGAN2 auto at 64/128 px and every baseline
   stylegan-anime bench --models stylegan2 --sizes 128 --kimg 4 --amp bf16
   stylegan-anime bench --models stylegan2 --sizes 128 --reference ~/src/stylegan2-ada-pytorch
+  stylegan-anime bench --models stylegan2 --sizes 64 --profile prof/   # op table + Chrome trace per case
 """)
 @click.option("--models", default="stylegan2,dcgan,dcgan-tutorial,wgan,wgan-gp", show_default=True)
 @click.option("--sizes", default="64,128", show_default=True)
@@ -394,7 +395,12 @@ Examples:
 @click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True)
 @click.option("--reference", type=click.Path(file_okay=False), default=None,
               help="a stylegan2-ada-pytorch checkout to time on the same GPU (StyleGAN2 sizes only)")
-def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference):
+@click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
+              help="instead of timing, profile each case with torch.profiler: op table (printed and written) and a "
+                   "Chrome trace in this folder")
+@click.option("--profile-iterations", type=int, default=16, show_default=True,
+              help="iterations profiled (16 covers StyleGAN2's lazy regularisation)")
+def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference, profile_dir, profile_iterations):
     """Time training per model: s/kimg, img/s and peak memory after warm-up, printed as a table."""
     from .bench import bench_data, bench_model, bench_reference, format_table
     from .cuda_ops import set_default_impl
@@ -416,6 +422,18 @@ def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference):
             check_reference(reference)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    if profile_dir:
+        from .bench import profile_model
+        if profile_iterations < 1:
+            raise ConfigError("--profile-iterations must be at least 1")
+        for size in res:
+            for name in names:
+                click.echo(f"profiling {name} at {size} px ...", err=True)
+                table, trace = profile_model(name, size, profile_dir, iterations=profile_iterations, warmup=warmup,
+                                             device=device, batch_gpu=batch_gpu, amp=amp)
+                click.echo(table)
+                click.echo(f"trace: {trace}", err=True)
+        return
     rows = []
     for size in res:
         click.echo(f"data delivery at {size} px: {bench_data(size, device=device):,.0f} img/s", err=True)

@@ -76,6 +76,17 @@ def random_dataset(n: int = 40, size: int = 64, seed: int = 0, labels: bool = Fa
     return SimpleNamespace(images=images, labels=lab, label_names=None, __len__=lambda: n)
 
 
+def stop_after(trainer, iteration: int) -> None:
+    """Make the trainer request a stop, as Ctrl-C does, right after the given iteration."""
+    original = trainer.step
+
+    def step():
+        original()
+        if trainer.iteration == iteration:
+            trainer.request_stop()
+    trainer.step = step
+
+
 class ListDataset(SimpleNamespace):
     def __len__(self):
         return len(self.images)

@@ -44,3 +44,26 @@ def test_reference_plumbing(tmp_path, capsys):
         main(["bench", "--models", "stylegan2", "--sizes", "64", "--kimg", "0.001", "--warmup", "0", "--device", "cpu",
               "--reference", str(tmp_path)])
     assert e.value.code == 2 and "no train.py" in capsys.readouterr().err
+
+
+def test_profile_names_each_phase_and_writes_table_and_trace(tmp_path, capsys):
+    import json
+
+    from stylegan_anime.bench import profile_model
+    tiny = dict(channel_base=256, channel_max=16, z_dim=16, w_dim=16, num_fp16_res=0, batch=4, r1_interval=2,
+                pl_interval=2)
+    table, trace = profile_model("stylegan2", 64, tmp_path, iterations=2, warmup=1, device="cpu", overrides=tiny)
+    assert "aten::" in table and "self_cpu_time_total" in table
+    assert (tmp_path / "profile-stylegan2-64.txt").read_text().startswith("# stylegan2 at 64 px, batch 4")
+    names = {e.get("name") for e in json.loads(trace.read_text())["traceEvents"]}
+    # two iterations with both regularisers due every 2nd: every phase shows up as a named range
+    assert {"phase:G", "phase:Greg", "phase:D", "phase:Dreg"} <= names
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--models", "dcgan", "--sizes", "64", "--warmup", "0", "--device", "cpu", "--profile",
+              str(tmp_path / "cli"), "--profile-iterations", "1"])
+    out = capsys.readouterr()
+    assert e.value.code == 0, out.err
+    assert "Self CPU" in out.out and (tmp_path / "cli" / "profile-dcgan-64.trace.json").is_file()
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--models", "dcgan", "--profile", str(tmp_path), "--profile-iterations", "0"])
+    assert e.value.code == 2 and "--profile-iterations" in capsys.readouterr().err

@@ -3,16 +3,18 @@ and a dying rank ending the run with a message instead of a hang."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import os
 import socket
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from stylegan_anime.training.checkpoint import load_checkpoint
+from stylegan_anime.training.checkpoint import checkpoint_dir, load_checkpoint
 from stylegan_anime.training.config import TrainConfig
 from stylegan_anime.training.trainer import Trainer
 
@@ -25,12 +27,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _toy_cfg(out, kimg, batch_gpu):
+def _toy_cfg(out, kimg, batch_gpu, metrics=""):
     from conftest import ToyGAN
     mc = dataclasses.asdict(ToyGAN.make_config(batch=8))
     return TrainConfig(data="unused", size=64, model="toy", kimg=kimg, outdir=str(out), progress=False, snap_kimg=1000,
-                       grid_kimg=1000, log_kimg=0.016, grid_size=2, device="cpu", metrics="", batch_gpu=batch_gpu,
-                       model_cfg=mc)
+                       grid_kimg=1000, log_kimg=0.016, grid_size=2, device="cpu", metrics=metrics, metrics_num=80,
+                       batch_gpu=batch_gpu, model_cfg=mc)
 
 
 def _env(rank, world, port):
@@ -39,7 +41,7 @@ def _env(rank, world, port):
     torch.set_num_threads(1)
 
 
-def _toy_worker(rank, world, port, run_dir, kimg, batch_gpu):
+def _toy_worker(rank, world, port, run_dir, kimg, batch_gpu, metrics=""):
     _env(rank, world, port)
     sys.stderr = open(Path(run_dir).parent / f"{Path(run_dir).name}.rank{rank}.err", "a", buffering=1)
     from conftest import ListDataset, ToyGAN, random_dataset
@@ -49,7 +51,8 @@ def _toy_worker(rank, world, port, run_dir, kimg, batch_gpu):
     register_model("toy", ToyGAN)
     d = init_from_env("cpu")
     data = random_dataset()
-    Trainer(_toy_cfg(Path(run_dir).parent, kimg, batch_gpu), run_dir,
+    os.environ["STYLEGAN_ANIME_CACHE"] = str(Path(run_dir).parent / "cache")
+    Trainer(_toy_cfg(Path(run_dir).parent, kimg, batch_gpu, metrics), run_dir,
             dataset=ListDataset(images=data.images, labels=None, label_names=None), dist=d).train()
     shutdown()
 
@@ -85,15 +88,27 @@ def _nets(state):
     return {k: v for net in ("G", "D", "G_ema") for k, v in ((f"{net}.{n}", t) for n, t in state["nets"][net].items())}
 
 
-def test_two_processes_equal_one_with_the_same_global_batch(toy_model, tiny_data, tmp_path):
-    assert _launch(_toy_worker, 2, str(tmp_path / "two"), 0.048, 2, logs=tmp_path) == [0, 0], _errors(tmp_path)
+def test_two_processes_equal_one_with_the_same_global_batch(toy_model, tiny_data, tmp_path, monkeypatch):
+    codes = _launch(_toy_worker, 2, str(tmp_path / "two"), 0.048, 2, "swd", logs=tmp_path)
+    assert codes == [0, 0], _errors(tmp_path)
     two = load_checkpoint(tmp_path / "two")
-    Trainer(_toy_cfg(tmp_path, 0.048, 8), tmp_path / "one", dataset=tiny_data).train()
+    monkeypatch.setenv("STYLEGAN_ANIME_CACHE", str(tmp_path / "cache"))
+    Trainer(_toy_cfg(tmp_path, 0.048, 8, "swd"), tmp_path / "one", dataset=tiny_data).train()
     one = load_checkpoint(tmp_path / "one")
     assert two["progress"]["nimg"] == one["progress"]["nimg"] == 48
     a, b = _nets(one), _nets(two)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    # the final evaluation was shared out between the ranks; rank 0 alone wrote it, with one process's values
+    lines_two = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    lines_one = (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines_two) == len(lines_one) == 1
+    m_two, m_one = json.loads(lines_two[0]), json.loads(lines_one[0])
+    assert set(m_two) == set(m_one) and "swd" in m_one
+    for k in m_one:
+        if k.startswith("swd"):
+            assert m_two[k] == pytest.approx(m_one[k], rel=2e-3), k
 
     # resume the 2-process run in 1 process: it continues to the same place as an uninterrupted 1-process run
     resumed = Trainer(_toy_cfg(tmp_path, 0.096, 8), tmp_path / "two", dataset=tiny_data, resume=two)
@@ -128,3 +143,108 @@ def test_a_dying_rank_stops_the_others_with_a_message(tmp_path):
     err = (tmp_path / "rank0.err").read_text().strip().splitlines()
     assert err[-1].startswith("error: rank 0: another process of the run stopped"), err
     assert not any("Traceback" in line for line in err)
+
+
+# ------------------------------------------------------------------ metrics shared out between ranks
+def _eval_images(start: int, n: int, size: int = 32) -> np.ndarray:
+    """Generated image i is a function of i only: what every rank agrees on."""
+    from stylegan_anime.data.demo import render_face
+    return np.stack([render_face(7, i, size)[0][:, ::-1] for i in range(start, start + n)])
+
+
+def _eval_worker(rank, world, port, out_dir, fail_on_rank0=False):
+    _env(rank, world, port)
+    sys.stderr = open(Path(out_dir) / f"eval{rank}.err", "a", buffering=1)
+    from test_metrics import TinyFeatures, faces, make_dataset
+
+    from stylegan_anime.metrics import registry
+    from stylegan_anime.training.distributed import init_from_env, object_group, shutdown
+    registry.load_inception = lambda *a, **k: TinyFeatures()
+    if fail_on_rank0 and rank == 0:
+        def broken(*a, **k):
+            raise OSError("disk full")
+        registry._scores = broken
+    d = init_from_env("cpu")
+    calls = []
+
+    def generate(n, start):
+        calls.append((start, n))
+        return _eval_images(start, n)
+
+    try:
+        res = registry.evaluate(["fid10k", "kid", "swd"], generate, make_dataset(faces(40, 32)), num_gen=44,
+                                batch_size=8, progress=False, cache_dir=Path(out_dir) / f"cache{rank}",
+                                group=object_group(d))
+        out = {"res": res, "calls": calls}
+    except (RuntimeError, OSError) as e:
+        out = {"error": f"{type(e).__name__}: {e}"}
+    (Path(out_dir) / f"eval{rank}.json").write_text(json.dumps(out))
+    shutdown()
+
+
+def test_metrics_shared_out_between_ranks_equal_one_process(tmp_path):
+    from test_metrics import TinyFeatures, faces, make_dataset
+
+    from stylegan_anime.metrics import registry
+    assert _launch(_eval_worker, 2, str(tmp_path), logs=tmp_path) == [0, 0], _errors(tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"eval{r}.json").read_text()) for r in (0, 1))
+    # batches of 8 dealt out in turn: rank 0 makes images 0-7, 16-23, 32-39; rank 1 8-15, 24-31, 40-43
+    assert r0["calls"] == [[0, 8], [16, 8], [32, 8]] and r1["calls"] == [[8, 8], [24, 8], [40, 4]]
+    assert r0["res"] == r1["res"]
+
+    pos = [0]
+
+    def sequential(n):
+        pos[0] += n
+        return _eval_images(pos[0] - n, n)
+
+    orig = registry.load_inception
+    registry.load_inception = lambda *a, **k: TinyFeatures()
+    try:
+        one = registry.evaluate(["fid10k", "kid", "swd"], sequential, make_dataset(faces(40, 32)), num_gen=44,
+                                batch_size=8, progress=False, cache_dir=tmp_path / "cache-one")
+    finally:
+        registry.load_inception = orig
+    assert set(one) == set(r0["res"]) and one["fid10k"] > 1e-3
+    for k, v in one.items():
+        assert r0["res"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+
+
+def test_a_failed_evaluation_on_rank0_fails_every_rank(tmp_path):
+    assert _launch(_eval_worker, 2, str(tmp_path), True, logs=tmp_path) == [0, 0], _errors(tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"eval{r}.json").read_text()) for r in (0, 1))
+    assert r0 == {"error": "OSError: disk full"}
+    assert r1 == {"error": "RuntimeError: evaluation failed on rank 0: OSError: disk full"}
+
+
+def _stopping_worker(rank, world, port, out_dir):
+    _env(rank, world, port)
+    sys.stderr = open(Path(out_dir) / f"stop{rank}.err", "a", buffering=1)
+    from conftest import ListDataset, ToyGAN, random_dataset, stop_after
+
+    from stylegan_anime.models import register_model
+    from stylegan_anime.training.distributed import init_from_env, shutdown
+    from stylegan_anime.training.trainer import Interrupted, STOP_CHECK_EVERY
+    register_model("toy", ToyGAN)
+    d = init_from_env("cpu")
+    data = random_dataset()
+    t = Trainer(_toy_cfg(Path(out_dir), 10.0, 4), Path(out_dir) / "run", dataset=ListDataset(
+        images=data.images, labels=None, label_names=None), dist=d)
+    if rank == 1:  # Ctrl-C on rank 1 only, after iteration 2
+        stop_after(t, 2)
+    try:
+        t.train()
+        result = "finished"
+    except Interrupted as e:
+        result = f"interrupted at {t.iteration} {e.checkpoint.name}"
+    (Path(out_dir) / f"stop{rank}.txt").write_text(f"{result} every {STOP_CHECK_EVERY}")
+    shutdown()
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
+    assert _launch(_stopping_worker, 2, str(tmp_path), logs=tmp_path) == [0, 0], _errors(tmp_path)
+    r0, r1 = ((tmp_path / f"stop{r}.txt").read_text() for r in (0, 1))
+    every = int(r0.split()[-1])
+    it = -(-2 // every) * every  # the first agreement at or after iteration 2
+    assert r0 == r1 == f"interrupted at {it} ckpt-{it * 8:09d}.pt every {every}"
+    assert (checkpoint_dir(tmp_path / "run") / f"ckpt-{it * 8:09d}.pt").is_file()  # written by rank 0

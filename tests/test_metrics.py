@@ -18,7 +18,7 @@ from stylegan_anime.metrics import registry as evaluate_mod
 from stylegan_anime.metrics import inception as inc
 from stylegan_anime.metrics import stats as stats_mod
 from stylegan_anime.metrics.fid import mmd2_unbiased, polynomial_kernel
-from stylegan_anime.metrics.swd import _up, laplacian_pyramid, pyramid_sizes, swd
+from stylegan_anime.metrics.swd import SWDAccumulator, _up, laplacian_pyramid, patch_positions, pyramid_sizes, swd
 
 
 
@@ -66,6 +66,17 @@ def test_fid_matches_independent_formula_and_is_zero_on_itself():
     mu1, mu2, s1, s2 = f1.mean(0), f2.mean(0), np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
     direct = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy_linalg.sqrtm(s1 @ s2).real)
     assert fid_from_features(f1, f2) == pytest.approx(direct, rel=1e-6)
+
+
+def test_fid_with_fewer_samples_than_dimensions_matches_scipy_sqrtm():
+    # N < D: both covariances are singular; the eigenvalue route must still agree with sqrtm's trace
+    rng = np.random.default_rng(5)
+    f1 = np.abs(rng.normal(size=(40, 64)) @ rng.normal(size=(64, 64)))
+    f2 = np.abs(rng.normal(size=(30, 64)) @ rng.normal(size=(64, 64)) + 0.5)
+    mu1, mu2, s1, s2 = f1.mean(0), f2.mean(0), np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    direct = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy_linalg.sqrtm(s1 @ s2).real)
+    assert fid_from_features(f1, f2) == pytest.approx(direct, rel=1e-7)
+    assert fid_from_features(f1, f1) == pytest.approx(0.0, abs=1e-6 * np.trace(s1))
 
 
 def test_fid_closed_forms():
@@ -415,3 +426,25 @@ def test_afd_broken_detector_fails_self_check(monkeypatch, tmp_path):
     res = evaluate(["afd", "swd"], gen_from(ims), make_dataset(ims), num_gen=4, progress=False,
                    warn=lines.append, cache_dir=tmp_path)
     assert len(lines) == 1 and "afd" in lines[0] and "self-check failed" in lines[0] and "afd" not in res
+
+
+def test_swd_descriptors_do_not_depend_on_batching_or_order():
+    ims = faces(20, 32)
+    one = SWDAccumulator(32, patches_per_image=16)
+    one.add(ims)
+    parts = SWDAccumulator(32, patches_per_image=16)
+    parts.add(ims[12:], start=12)                 # out of order, in two accumulators merged afterwards
+    other = SWDAccumulator(32, patches_per_image=16)
+    other.add(ims[:5])
+    other.add(ims[5:12])                          # default start: right after the previous batch
+    parts.extend(other.batches())
+    assert parts.count == one.count == 20
+    for lvl in range(len(one.sizes)):
+        assert torch.equal(one.level(lvl), parts.level(lvl))
+    with pytest.raises(ValueError, match="added twice"):
+        parts.add(ims[:4], start=0)
+    # positions are a function of (seed, level, index): a new image keeps its own, a new seed moves them
+    pos = patch_positions(range(3, 6), 32, 16, seed=0, level=1)
+    assert torch.equal(pos, patch_positions([3, 4, 5], 32, 16, seed=0, level=1))
+    assert not torch.equal(pos, patch_positions([3, 4, 5], 32, 16, seed=1, level=1))
+    assert not torch.equal(pos[0], pos[1]) and int(pos.min()) >= 3 and int(pos.max()) <= 32 - 4

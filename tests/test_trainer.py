@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from conftest import stop_after
 
 from stylegan_anime.training.checkpoint import (CheckpointError, find_resume, list_checkpoints, load_checkpoint,
                                                 new_run_dir)
@@ -163,13 +164,7 @@ def test_nonfinite_gradients_never_reach_the_weights(toy_model, tiny_data, tmp_p
 
 def test_request_stop_saves_and_raises(toy_model, tiny_data, tmp_path):
     t = Trainer(make_cfg(toy_model, tmp_path, kimg=10), tmp_path / "run", dataset=tiny_data)
-    orig = t.step
-
-    def step_then_stop():
-        orig()
-        if t.iteration == 3:
-            t.request_stop()
-    t.step = step_then_stop
+    stop_after(t, 3)
     with pytest.raises(Interrupted) as e:
         t.train()
     assert e.value.checkpoint.exists()
@@ -226,3 +221,81 @@ def test_sampler_epochs_flips_and_device_copy(tiny_data):
     same = [torch.equal(a, b) for a, b in zip(xf, xp)]
     mirrored = [torch.equal(a, b.flip(2)) for a, b in zip(xf, xp)]
     assert all(s or m for s, m in zip(same, mirrored)) and any(mirrored) and any(same)
+
+
+def test_eval_latents_any_range_equals_the_sequential_rows():
+    from stylegan_anime.training.trainer import EvalLatents
+    seq = EvalLatents(8, seed=3)
+    rows = torch.cat([seq.take(700), seq.take(900), seq.take(600)])     # crosses chunk boundaries
+    ranged = EvalLatents(8, seed=3)
+    assert torch.equal(ranged.take(300, start=1500), rows[1500:1800])  # asked first, beyond the first chunk
+    assert torch.equal(ranged.take(64, start=0), rows[:64])
+    assert torch.equal(ranged.take(10), rows[64:74])                    # then on from where it was
+    assert not torch.equal(EvalLatents(8, seed=4).take(64), rows[:64])
+
+
+def _fused_adam(t: Trainer) -> None:
+    """Give the toy recipe fused Adam (what recipes use on CUDA; torch also runs it on the CPU)."""
+    t.recipe.opts = {k: torch.optim.Adam(net.parameters(), lr=0.01, fused=True) for k, net in t.recipe.nets.items()}
+
+
+class _HostSyncs:
+    """Counts Tensor.item / bool(tensor) calls: the host syncs of the hot loop."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        for name in ("item", "__bool__"):
+            orig = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counting(orig))
+
+    def _counting(self, orig):
+        def wrapped(t, *a):
+            self.calls += 1
+            return orig(t, *a)
+        return wrapped
+
+
+def test_fused_optimiser_skips_nonfinite_steps_on_the_device_without_host_sync(toy_model, tiny_data, tmp_path,
+                                                                                 monkeypatch):
+    t = Trainer(make_cfg(toy_model, tmp_path), tmp_path / "a", dataset=tiny_data)
+    _fused_adam(t)
+    t.step()  # a finite step first, so Adam has moments and a step count to protect
+    opt_d = t.recipe.opts["D"]
+    state_before = copy.deepcopy(opt_d.state_dict())
+    weights_before = params(t.recipe.nets["D"])
+    d_loss = t.recipe.phases[0].loss
+    t.recipe.phases[0].loss = lambda b: {"loss": d_loss(b)["loss"] * float("nan")}
+    syncs = _HostSyncs(monkeypatch)
+    t.step()
+    assert syncs.calls == 0  # the verdict stayed on the device
+    monkeypatch.undo()
+    for p, q in zip(weights_before, t.recipe.nets["D"].parameters()):
+        assert torch.equal(p, q)
+    after = opt_d.state_dict()["state"]
+    for k, st in state_before["state"].items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(st[name], after[k][name]), name
+    assert not hasattr(opt_d, "found_inf")
+    assert t.skipped == 1 and t.state_dict()["progress"]["skipped"] == 1
+    t.recipe.phases[0].loss = d_loss
+    t.step()
+    assert t.skipped == 1 and any(not torch.equal(p, q) for p, q in zip(weights_before, t.recipe.nets["D"].parameters()))
+
+
+def test_device_skip_path_trains_as_the_host_path(toy_model, tiny_data, tmp_path, monkeypatch):
+    from stylegan_anime.training import trainer as trainer_mod
+    runs = []
+    for on_device in (True, False):
+        monkeypatch.setattr(trainer_mod, "_skips_on_device", lambda *a, v=on_device: v)
+        t = Trainer(make_cfg(toy_model, tmp_path), tmp_path / f"r{on_device}", dataset=tiny_data)
+        _fused_adam(t)
+        torch.manual_seed(3)
+        for _ in range(3):
+            t.step()
+        runs.append(params(t.recipe.nets["G"]) + params(t.recipe.nets["D"]) + params(t.G_ema))
+    for p, q in zip(*runs):
+        assert torch.equal(p, q)
+    # and the host path does sync once per optimiser step (what the device path saves)
+    syncs = _HostSyncs(monkeypatch)
+    t.step()
+    assert syncs.calls == len(t.recipe.phases)

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 
 import numpy as np
 from PIL import Image
@@ -26,7 +26,7 @@ from .inception import MetricUnavailable, inception_features, load_inception
 from .stats import FeatureMoments, feature_stats, load_or_compute, real_batches, real_subset
 from .swd import SWDAccumulator, swd_from_accumulators
 
-__all__ = ["METRICS", "MetricSpec", "evaluate", "evaluate_folder", "list_metrics"]
+__all__ = ["METRICS", "Group", "MetricSpec", "evaluate", "evaluate_folder", "list_metrics"]
 
 Warn = Callable[[str], None]
 GenerateFn = Callable[[int], np.ndarray]
@@ -95,19 +95,51 @@ def _check_batch(batch, n: int, resolution: int, state: dict, warn: Warn) -> np.
     return arr
 
 
+class Group(Protocol):
+    """The processes that evaluate together (e.g. the ranks of a torchrun job)."""
+
+    rank: int
+    world: int
+
+    def gather(self, obj) -> list | None:
+        """Every rank's ``obj`` on rank 0 (in rank order); None on the others."""
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank."""
+
+
+class _RankFailed:
+    """Sent instead of results when rank 0 failed, so the other ranks fail too instead of waiting."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
 def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_gen: int | Mapping[str, int] | None = None,
              device="cpu", inception_path=None, progress: bool = True, cache_dir=None, warn: Warn = print,
-             batch_size: int = 64, seed: int = 0) -> dict[str, float]:
+             batch_size: int = 64, seed: int = 0, group: Group | None = None) -> dict[str, float]:
     """Score generated images against ``dataset`` (a PackedDataset: ``.images`` uint8 [N,H,W,3], ``.meta``).
 
     ``generate_fn(n)`` returns the next ``n`` generated images, uint8 numpy ``[n,H,W,3]`` (images of
     another size than the dataset's are resized).  ``num_gen`` overrides every metric's number of
     generated images (an int, or a dict per metric name); reals are ``min(len(dataset), n)``.
 
+    With a ``group`` of several processes, the generated images are shared out: batch k (images
+    ``k*batch_size ...``) is made and scored by rank ``k % world`` with ``generate_fn(n, start=k*batch_size)``,
+    which must return images ``start ... start+n-1`` of the one sequence every rank agrees on. Rank 0
+    gathers the features, computes the real statistics and the scores, and every rank returns them:
+    the values equal those of one process generating the same sequence.
+
     Returns ``{name: value}`` in request order: ``fid*`` and ``kid`` (raw MMD^2), ``afd`` in [0,1],
     and for ``swd`` the mean ``swd`` plus ``swd/<level size>`` (all x1e3).  Unavailable metrics are
     left out after one ``warn`` line each.
     """
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
+    warn = warn if rank == 0 else _quiet
     names = list(dict.fromkeys(metrics))
     unknown = [m for m in names if m not in METRICS]
     if unknown:
@@ -131,39 +163,74 @@ def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_ge
         except MetricUnavailable as e:
             warn(f"skipping afd: {e}")
             names.remove("afd")
+    if world > 1:  # run only what every rank can run
+        everywhere = group.gather(names)
+        agreed = [m for m in names if all(m in ns for ns in everywhere)] if rank == 0 else None
+        for m in names:
+            if rank == 0 and m not in agreed:
+                warn(f"skipping {m}: not available on every rank")
+        names = group.broadcast(agreed)
     if not names:
         return {}
 
-    # ---- one pass over generated images
+    # ---- one pass over generated images (this rank's batches)
     need_feat = max([counts[m] for m in names if METRICS[m].kind in ("fid", "kid")], default=0)
     need_swd = counts["swd"] if "swd" in names else 0
     need_afd = counts["afd"] if "afd" in names else 0
     total = max(need_feat, need_swd, need_afd)
-    gen_feats: list[np.ndarray] = []
+    feat_parts: list[tuple[int, np.ndarray]] = []
     swd_fake = SWDAccumulator(resolution, seed=seed, device=device) if need_swd else None
     afd_found = 0
     state: dict = {}
-    done = 0
-    with tqdm(total=total, desc="generating", unit="img", disable=not progress, leave=False,
+    start = rank * batch_size
+    mine = sum(min(batch_size, total - s) for s in range(start, total, batch_size * world))
+    with tqdm(total=mine, desc="generating", unit="img", disable=not progress or rank != 0, leave=False,
               file=sys.stderr) as bar:
-        while done < total:
-            n = min(batch_size, total - done)
-            batch = _check_batch(generate_fn(n), n, resolution, state, warn)
-            if len(batch) == 0:
-                raise ValueError(f"generate_fn returned no images after {done} of {total}")
-            if done < need_feat:
-                gen_feats.append(inception_features(inception, batch[: need_feat - done], batch_size))
-            if done < need_swd:
-                swd_fake.add(batch[: need_swd - done])
-            if done < need_afd:
-                afd_found += detector.count_detected(batch[: need_afd - done])
-            done += len(batch)
+        while start < total:
+            n = min(batch_size, total - start)
+            batch = _check_batch(generate_fn(n) if world == 1 else generate_fn(n, start=start), n, resolution,
+                                 state, warn)
+            if len(batch) == 0 or (world > 1 and len(batch) != n):
+                raise ValueError(f"generate_fn returned {len(batch)} images for {n} at image {start} of {total}")
+            if start < need_feat:
+                feat_parts.append((start, inception_features(inception, batch[: need_feat - start], batch_size)))
+            if start < need_swd:
+                swd_fake.add(batch[: need_swd - start], start=start)
+            if start < need_afd:
+                afd_found += detector.count_detected(batch[: need_afd - start])
+            start += len(batch) if world == 1 else batch_size * world
             bar.update(len(batch))
-    feats = np.concatenate(gen_feats, 0) if gen_feats else None
 
-    # ---- reals and scores
+    if world > 1:
+        parts = group.gather({"feat": feat_parts, "swd": swd_fake.batches() if swd_fake else [], "afd": afd_found})
+        if rank != 0:
+            results = group.broadcast(None)
+            if isinstance(results, _RankFailed):
+                raise RuntimeError(f"evaluation failed on rank 0: {results.message}")
+            return results
+        feat_parts = [fp for p in parts for fp in p["feat"]]
+        if swd_fake is not None:
+            for p in parts[1:]:
+                swd_fake.extend(p["swd"])
+        afd_found = sum(p["afd"] for p in parts)
+    try:
+        feat_parts.sort(key=lambda sp: sp[0])
+        feats = np.concatenate([f for _, f in feat_parts], 0) if feat_parts else None
+        results = _scores(names, counts, feats, swd_fake, afd_found, dataset, inception, cache_dir, batch_size,
+                          progress, seed, device)
+    except Exception as e:
+        if world > 1:
+            group.broadcast(_RankFailed(f"{type(e).__name__}: {e}"))
+        raise
+    return group.broadcast(results) if world > 1 else results
+
+
+def _scores(names, counts, feats, swd_fake, afd_found, dataset, inception, cache_dir, batch_size, progress, seed,
+            device) -> dict[str, float]:
+    """The metrics from the generated images' features / descriptors / detections and the reals."""
+    num_real_total, resolution = int(dataset.images.shape[0]), int(dataset.images.shape[1])
     real = _real_inception(names, counts, dataset, inception, num_real_total, cache_dir, batch_size, progress) \
-        if need_feat else {}
+        if feats is not None else {}
     results: dict[str, float] = {}
     for m in names:
         spec, n = METRICS[m], counts[m]

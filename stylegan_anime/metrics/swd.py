@@ -17,18 +17,19 @@ Recipe, after the paper's description:
    truncated to the smaller one.  Values are reported x1e3, per level and averaged.
 
 Everything random (patch positions, directions) comes from ``seed``: equal inputs give equal results.
-Both sets draw patch positions from the same seed, so two identical sets score exactly 0.
+Patch positions depend only on (seed, level, image index), so image i of both sets is cut at the same
+places (two identical sets score exactly 0) and a set split over processes gives what one pass gives.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SWDAccumulator", "laplacian_pyramid", "pyramid_sizes", "sliced_wasserstein", "swd"]
+__all__ = ["SWDAccumulator", "laplacian_pyramid", "patch_positions", "pyramid_sizes", "sliced_wasserstein", "swd"]
 
 MIN_LEVEL = 16
 PATCH = 7
@@ -79,12 +80,27 @@ def laplacian_pyramid(x: torch.Tensor, num_levels: int) -> list[torch.Tensor]:
     return levels
 
 
-def _sample_patches(level: torch.Tensor, per_image: int, gen: torch.Generator) -> torch.Tensor:
-    """Random 7x7 neighbourhoods: level [N,C,H,W] -> [N*per_image, C*49] (float32)."""
-    n, c, h, w = level.shape
+def patch_positions(indices: Iterable[int], size: int, per_image: int, seed: int, level: int) -> torch.Tensor:
+    """Centres of the 7x7 patches of images with these (global) indices at one pyramid level: int64 [n,P,2].
+
+    A function of (seed, level, image index) only (a counter-based Philox stream per image), so a set
+    scored in any batching, or split over several processes, gets the same patches.
+    """
     r = PATCH // 2
-    ys = torch.randint(r, h - r, (n, per_image), generator=gen).to(level.device)
-    xs = torch.randint(r, w - r, (n, per_image), generator=gen).to(level.device)
+    out = np.empty((len(indices := list(indices)), per_image, 2), np.int64)
+    for j, i in enumerate(indices):
+        rng = np.random.Generator(np.random.Philox(key=(int(seed) % 2**64) << 64 | int(i), counter=int(level)))
+        out[j] = rng.integers(r, size - r, size=(per_image, 2))
+    return torch.from_numpy(out)
+
+
+def _sample_patches(level: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """7x7 neighbourhoods: level [N,C,H,W], centres int64 [N,P,2] (y, x) -> [N*P, C*49] (float32)."""
+    n, c, h, w = level.shape
+    per_image = centres.shape[1]
+    r = PATCH // 2
+    centres = centres.to(level.device)
+    ys, xs = centres[..., 0], centres[..., 1]
     off = torch.arange(-r, r + 1, device=level.device)
     yy = (ys[..., None, None] + off[:, None]).expand(n, per_image, PATCH, PATCH)  # n x P x 7 x 7
     xx = (xs[..., None, None] + off[None, :]).expand(n, per_image, PATCH, PATCH)
@@ -98,38 +114,62 @@ def _sample_patches(level: torch.Tensor, per_image: int, gen: torch.Generator) -
 class SWDAccumulator:
     """Collects pyramid descriptors of one image set, batch by batch.
 
-    ``add(images)`` takes uint8 [n,H,W,3]; ``descriptors[l]`` holds float32 [count*P, 147] per level.
+    ``add(images, start)`` takes uint8 [n,H,W,3] whose first image has index ``start`` in the set
+    (default: the next index); ``level(l)`` is float32 [count*P, 147] in image-index order. Batches
+    added out of order, or by other processes and merged with ``extend(other.batches())``, give the
+    same descriptors as one pass in order.
     """
 
     resolution: int
     patches_per_image: int = 128
     seed: int = 0
     device: str | torch.device = "cpu"
-    descriptors: list[list[torch.Tensor]] = field(default_factory=list)
     count: int = 0
 
     def __post_init__(self):
         self.sizes = pyramid_sizes(self.resolution)
-        self.descriptors = [[] for _ in self.sizes]
-        self._gen = torch.Generator().manual_seed(int(self.seed))
+        self._batches: dict[int, list[torch.Tensor]] = {}  # start index -> per-level descriptors
 
     @torch.no_grad()
-    def add(self, images: np.ndarray) -> None:
+    def add(self, images: np.ndarray, start: int | None = None) -> None:
         arr = np.asarray(images)
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise ValueError(f"SWD expects uint8 images [N,H,W,3], got {arr.dtype} {list(arr.shape)}")
         if arr.shape[1] != self.resolution or arr.shape[2] != self.resolution:
             raise ValueError(f"SWD set is {self.resolution} px but got images of {arr.shape[1]}x{arr.shape[2]}")
+        start = self._next_index() if start is None else int(start)
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2).float()
-        for lvl, band in enumerate(laplacian_pyramid(x, len(self.sizes))):
-            # float16 storage halves memory (4096 images x 128 patches x 147 = 77M values per level);
-            # its 11-bit mantissa is finer than the uint8 quantisation of the inputs.
-            self.descriptors[lvl].append(_sample_patches(band, self.patches_per_image, self._gen).half().cpu())
-        self.count += len(arr)
+        indices = range(start, start + len(arr))
+        # float16 storage halves memory (4096 images x 128 patches x 147 = 77M values per level);
+        # its 11-bit mantissa is finer than the uint8 quantisation of the inputs.
+        self._put(start, [_sample_patches(band, patch_positions(indices, size, self.patches_per_image, self.seed, lvl))
+                          .half().cpu()
+                          for lvl, (size, band) in enumerate(zip(self.sizes, laplacian_pyramid(x, len(self.sizes))))])
+
+    def _next_index(self) -> int:
+        return max((s + len(d[0]) // self.patches_per_image for s, d in self._batches.items()), default=0)
+
+    def _put(self, start: int, levels: list[torch.Tensor]) -> None:
+        if start in self._batches:
+            raise ValueError(f"SWD: images from index {start} were added twice")
+        self._batches[start] = levels
+        self.count += len(levels[0]) // self.patches_per_image
+
+    def batches(self) -> list[tuple[int, list[torch.Tensor]]]:
+        """(start index, per-level float16 descriptors) of every batch added: what ``extend`` takes."""
+        return sorted(self._batches.items(), key=lambda kv: kv[0])
+
+    def extend(self, batches: Iterable[tuple[int, list[torch.Tensor]]]) -> None:
+        """Add batches collected by another accumulator of the same settings (e.g. on another rank)."""
+        for start, levels in batches:
+            if len(levels) != len(self.sizes):
+                raise ValueError(f"SWD: a batch has {len(levels)} pyramid levels, expected {len(self.sizes)}")
+            self._put(int(start), list(levels))
 
     def level(self, i: int) -> torch.Tensor:
-        """float32 [count*P, 147] descriptors of pyramid level ``i``."""
-        return torch.cat(self.descriptors[i], 0).float() if self.descriptors[i] else torch.zeros(0, 3 * PATCH * PATCH)
+        """float32 [count*P, 147] descriptors of pyramid level ``i``, in image-index order."""
+        parts = [levels[i] for _, levels in self.batches()]
+        return torch.cat(parts, 0).float() if parts else torch.zeros(0, 3 * PATCH * PATCH)
 
 
 @torch.no_grad()

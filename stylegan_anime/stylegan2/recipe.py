@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..training.recipe import Batch, Phase, Recipe, RecipeConfig
+from ..training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 from .discriminator import Discriminator
 from .generator import Generator
 
@@ -175,7 +175,7 @@ class StyleGAN2(Recipe):
     def _adam(self, net: torch.nn.Module, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1) if interval > 0 else 1.0
         betas = (self.cfg.beta1 ** ratio, self.cfg.beta2 ** ratio)
-        return torch.optim.Adam(net.parameters(), lr=self.cfg.lr * ratio, betas=betas, eps=1e-8)
+        return adam(net.parameters(), self.device, lr=self.cfg.lr * ratio, betas=betas, eps=1e-8)
 
     # ------------------------------------------------------------------ generator with style mixing
     def _c(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:

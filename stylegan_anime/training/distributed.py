@@ -11,7 +11,9 @@ CPUs). The trainer then:
   wrapper, so recipes keep plain access to their networks);
 - seeds recipe-internal randomness (noise inputs, style mixing, penalties) differently on every rank;
 - agrees on stopping (Ctrl-C on any rank stops all at the same iteration);
-- lets rank 0 alone log, write grids, evaluate and save checkpoints.
+- shares evaluation out: every rank generates and scores its part of the images, rank 0 gathers them,
+  computes the scores and alone logs them;
+- lets rank 0 alone log, write grids and save checkpoints.
 A rank that dies makes the others fail their next collective within `timeout` instead of hanging; torchrun
 then stops the group.
 """
@@ -84,6 +86,29 @@ def broadcast_object(obj, d: Dist):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@dataclass
+class ObjectGroup:
+    """metrics.evaluate's Group over the process group: picklable objects gathered to / broadcast from rank 0."""
+
+    rank: int
+    world: int
+
+    def gather(self, obj) -> list | None:
+        box = [None] * self.world if self.rank == 0 else None
+        dist.gather_object(obj, box, dst=0)
+        return box
+
+    def broadcast(self, obj):
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def object_group(d: Dist) -> ObjectGroup | None:
+    """The group metrics are computed across; None for a single process."""
+    return ObjectGroup(d.rank, d.world) if d.active else None
 
 
 def barrier(d: Dist) -> None:

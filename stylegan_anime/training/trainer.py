@@ -36,6 +36,7 @@ from .monitor import Monitor
 from .recipe import Batch, Phase, Recipe, set_requires_grad
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+STOP_CHECK_EVERY = 4  # under torchrun, ranks agree on Ctrl-C every N iterations (an all-reduce + host sync)
 
 
 class Interrupted(Exception):
@@ -116,12 +117,13 @@ class Trainer:
         self.z_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
         self.nimg = 0
         self.iteration = 0
-        self.skipped = 0
+        self._skipped, self._skipped_device = 0, None  # see the `skipped` property
         self.wall_s = 0.0  # training wall-clock, carried across resumes
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(cfg.grid_size ** 2, self.recipe.z_dim, generator=fixed)
         self.fixed_labels = self.sampler.random_labels(cfg.grid_size ** 2, fixed)  # [n,K] or None
-        self._stop = False
+        self._stop = False  # agreed by every rank; set from _stop_requested (this process's Ctrl-C)
+        self._stop_requested = False
         self.monitor: Monitor | None = None
         if resume is not None:
             self.load_state_dict(resume)
@@ -152,24 +154,48 @@ class Trainer:
             batch = Batch(z=zs[r], reals=None if reals is None else reals[r],
                           labels=None if labels is None else labels[r],
                           fake_labels=None if fake_labels is None else fake_labels[r])
-            with torch.autocast(**self.autocast):
-                out = phase.loss(batch)
-            scaler.scale(out["loss"].float() / self.rounds).backward()
+            with torch.profiler.record_function(f"phase:{phase.name}"):  # a named range in profiles
+                with torch.autocast(**self.autocast):
+                    out = phase.loss(batch)
+                scaler.scale(out["loss"].float() / self.rounds).backward()
             self._record(phase.name, out)
             if self.augment is not None and "real_sign" in out:
                 self.augment.accumulate(out["real_sign"], zs[r].shape[0])
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         all_reduce_mean_(grads, self.dist.world)  # one gradient sync per step, after the last round
         scaler.unscale_(opt)
+        if grads and _skips_on_device(opt, scaler, phase):
+            # A fused optimiser takes the verdict as a device tensor and leaves weights, moments and its
+            # step count alone when it is 1: no host sync, so the CPU keeps queueing the next phase's kernels.
+            bad = torch.stack(torch._foreach_norm(grads)).isfinite().all().logical_not().float()
+            opt.grad_scale, opt.found_inf = None, bad
+            try:
+                opt.step()
+            finally:
+                del opt.grad_scale, opt.found_inf
+            self._skipped_device = bad if self._skipped_device is None else self._skipped_device + bad
+            return
         finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
         if finite:
             scaler.step(opt)
         else:
-            self.skipped += 1
+            self._skipped += 1
             opt.zero_grad(set_to_none=True)
         scaler.update()
         if finite and phase.after_step is not None:
             phase.after_step()
+
+    @property
+    def skipped(self) -> int:
+        """Optimiser steps skipped for non-finite gradients (reading it syncs with the device)."""
+        if self._skipped_device is not None:
+            self._skipped += int(self._skipped_device.item())
+            self._skipped_device = None
+        return self._skipped
+
+    @skipped.setter
+    def skipped(self, value: int) -> None:
+        self._skipped, self._skipped_device = int(value), None
 
     def _record(self, phase_name: str, out: dict) -> None:
         if self.monitor is None:
@@ -206,8 +232,8 @@ class Trainer:
         if mc.ema_rampup:
             ema_nimg = min(ema_nimg, self.nimg * mc.ema_rampup)
         beta = 0.5 ** (shown / ema_nimg) if ema_nimg > 0 else 0.0
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        # one multi-tensor kernel instead of two per parameter; G_ema = beta * G_ema + (1 - beta) * G
+        torch._foreach_lerp_(list(self.G_ema.parameters()), [p.detach() for p in self.G.parameters()], 1.0 - beta)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
@@ -233,24 +259,24 @@ class Trainer:
                 before = self.nimg
                 self.step()
                 self.wall_s = time.perf_counter() - self._resume_clock
-                self._stop = any_rank(self._stop, self.dist, self.device)  # every rank stops together
-                if not main:
-                    continue
-                self.monitor.advance(self.nimg / 1000)
-                if _crossed(before, self.nimg, cfg.log_kimg) or self.nimg >= total:
-                    self.monitor.flush(self.nimg, self._progress_scalars())
-                if _crossed(before, self.nimg, cfg.grid_kimg):
-                    self._write_grids()
+                if not self.dist.active or self.iteration % STOP_CHECK_EVERY == 0:  # the same iterations on every rank
+                    self._stop = any_rank(self._stop_requested, self.dist, self.device)  # so all stop together
+                if main:
+                    self.monitor.advance(self.nimg / 1000)
+                    if _crossed(before, self.nimg, cfg.log_kimg) or self.nimg >= total:
+                        self.monitor.flush(self.nimg, self._progress_scalars())
+                    if _crossed(before, self.nimg, cfg.grid_kimg):
+                        self._write_grids()
                 if _crossed(before, self.nimg, cfg.metrics_kimg) and self.nimg < total:
-                    self.evaluate()
-                if _crossed(before, self.nimg, cfg.snap_kimg) and self.nimg < total:
+                    self.evaluate()  # on every rank: each scores its share of the images
+                if main and _crossed(before, self.nimg, cfg.snap_kimg) and self.nimg < total:
                     self.save()
             if self._stop:
                 path = self.save()
                 raise Interrupted(path)
             if main:
                 self._write_grids()
-                self.evaluate()
+            self.evaluate()
             return self.save()
         finally:
             self._restore_signal_handlers(old_handlers)
@@ -271,33 +297,36 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Metrics of G_ema (untruncated) against the dataset's non-augmented reals: TensorBoard Metrics/*
         and one JSON line in metrics.jsonl. A metric that cannot run (e.g. no Inception file) is skipped
-        with one warning and training goes on."""
+        with one warning and training goes on. Under torchrun every rank calls this: the generated images
+        are shared out between ranks and rank 0 computes and writes the scores (tagacc runs on rank 0)."""
         names = self.cfg.metric_list
         if not names:
             return {}
         from ..metrics import TAG_METRICS, evaluate, evaluate_tags  # noqa: PLC0415
+        from .distributed import object_group  # noqa: PLC0415
 
-        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 2)  # same latents at every evaluation
+        latents = EvalLatents(self.recipe.z_dim, self.cfg.seed + 2)  # the same latents at every evaluation
 
-        def generate(n: int, labels: torch.Tensor | None = None) -> np.ndarray:
-            z = torch.randn(n, self.recipe.z_dim, generator=gen).to(self.device)
+        def generate(n: int, labels: torch.Tensor | None = None, start: int | None = None) -> np.ndarray:
+            z = latents.take(n, start).to(self.device)
             c = [None] * n if labels is None else labels.to(self.device)
             out = [self.recipe.generate(self.G_ema, zc, None if cc is None or cc[0] is None else cc)
                    for zc, cc in zip(z.split(self.batch_gpu), _split(c, self.batch_gpu))]
             return to_uint8(torch.cat(out))
 
+        main = self.dist.is_main
         warn = self.monitor.write if self.monitor is not None else print
         plain = [m for m in names if m not in TAG_METRICS]
         values = evaluate(plain, generate, self.dataset, device=self.device, progress=False, warn=warn,
                           num_gen=self.cfg.metrics_num, inception_path=self.cfg.inception,
-                          seed=self.cfg.seed) if plain else {}
-        if "tagacc" in names:
+                          seed=self.cfg.seed, group=object_group(self.dist)) if plain else {}
+        if "tagacc" in names and main:
             if not type(self.recipe).needs_labels(self.recipe.cfg):
                 warn(f"skipping tagacc: --model {self.cfg.model} is not tag-conditional")
             else:
                 values.update(evaluate_tags(lambda c: generate(len(c), c), self.dataset,
                                             n=self.cfg.metrics_num or 1000, device=self.device, seed=self.cfg.seed))
-        if values:
+        if values and main:
             if self.monitor is not None:
                 for k, v in values.items():
                     self.monitor.writer.add_scalar(f"Metrics/{k}", v, global_step=self.nimg)
@@ -407,9 +436,9 @@ class Trainer:
     # ------------------------------------------------------------------ Ctrl-C / SIGTERM
     def _install_signal_handlers(self):
         def request_stop(signum, frame):
-            if self._stop:  # a second Ctrl-C stops at once
+            if self._stop_requested:  # a second Ctrl-C stops at once
                 raise KeyboardInterrupt
-            self._stop = True
+            self._stop_requested = True
             if self.monitor is not None:
                 self.monitor.write("stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
 
@@ -428,7 +457,36 @@ class Trainer:
 
     def request_stop(self) -> None:
         """Stop at the end of the current iteration, as Ctrl-C does (used by tests and embedding code)."""
-        self._stop = True
+        self._stop_requested = True
+
+
+class EvalLatents:
+    """The latents of evaluation image i, i = 0, 1, ...: drawn in fixed chunks from one seeded stream, so
+    any rank asking for any range (``take(n, start)``) gets the rows one process would."""
+
+    CHUNK = 1024
+
+    def __init__(self, z_dim: int, seed: int):
+        self.z_dim = z_dim
+        self.gen = torch.Generator().manual_seed(seed)
+        self.bank = torch.zeros(0, z_dim)
+        self.pos = 0
+
+    def take(self, n: int, start: int | None = None) -> torch.Tensor:
+        """Rows start ... start+n-1 ([n, z_dim], CPU); without start, the n rows after the last taken."""
+        start = self.pos if start is None else int(start)
+        while len(self.bank) < start + n:
+            self.bank = torch.cat([self.bank, torch.randn(self.CHUNK, self.z_dim, generator=self.gen)])
+        self.pos = start + n
+        return self.bank[start:start + n]
+
+
+def _skips_on_device(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, phase: Phase) -> bool:
+    """Can this step skip non-finite gradients without a host sync? Fused optimisers (Adam/AdamW/SGD with
+    fused=True, which recipes use on CUDA) take `found_inf` on the device; fp16's GradScaler and after-step
+    hooks (weight clipping) need the verdict on the host."""
+    return (bool(getattr(opt, "_step_supports_amp_scaling", False)) and not scaler.is_enabled()
+            and phase.after_step is None)
 
 
 def _split(x, n: int) -> list:
