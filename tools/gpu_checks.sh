@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU checks and measurements that docs/benchmarks.md records, one step per call so that each fits a
+# 10-minute slot on a lent machine. Everything a step prints also goes to OUT/<step>.log.
+#
+#   tools/gpu_checks.sh OUT ops        # doctor --build, then the CUDA op tests (CUDA vs reference, poisoned outputs)
+#   tools/gpu_checks.sh OUT tests      # the whole test suite on the GPU machine
+#   tools/gpu_checks.sh OUT bench-ops  # tools/bench_ops.py: per-op and whole-step times, CUDA / eager / compiled
+#   tools/gpu_checks.sh OUT bench      # stylegan-anime bench: s/kimg, img/s, peak memory (fp32 and bf16)
+#   tools/gpu_checks.sh OUT profile    # torch.profiler tables + traces of StyleGAN2 at 64 and 128 px
+#   tools/gpu_checks.sh OUT reference CHECKOUT   # the same batch and resolution with stylegan2-ada-pytorch
+#   tools/gpu_checks.sh OUT demo DATA  # a 10-minute StyleGAN2 run at 64 px (auto preset), grid and metrics
+set -euo pipefail
+out=${1:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
+step=${2:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
+mkdir -p "$out"
+log="$out/$step.log"
+run() { echo "+ $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$log"
+case "$step" in
+  ops)
+    run stylegan-anime doctor --build
+    run python -m pytest -q -rs tests/test_ops_cuda.py ;;
+  tests)
+    run python -m pytest -q -rs ;;
+  bench-ops)
+    run python tools/bench_ops.py --sizes 64,128 --json "$out/bench_ops.json" ;;
+  bench)
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 2
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 2 --amp bf16
+    run stylegan-anime bench --models dcgan,dcgan-tutorial,wgan,wgan-gp,sagan --sizes 64 --kimg 2 ;;
+  profile)
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --profile "$out/profile" ;;
+  reference)
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 4 --reference "${3:?reference needs a checkout}" ;;
+  demo)
+    run timeout 600 stylegan-anime train --data "${3:?demo needs --data}" --size 64 --kimg 1000 --outdir "$out/runs" \
+        --no-progress --metrics swd --metrics-kimg 100 || true ;;
+  *)
+    echo "unknown step $step" >&2; exit 2 ;;
+esac
