@@ -158,7 +158,7 @@ def _eval_worker(rank, world, port, out_dir, fail_on_rank0=False):
     from test_metrics import TinyFeatures, faces, make_dataset
 
     from stylegan_anime.metrics import registry
-    from stylegan_anime.training.distributed import init_from_env, object_group, shutdown
+    from stylegan_anime.training.distributed import barrier, init_from_env, object_group, shutdown
     registry.load_inception = lambda *a, **k: TinyFeatures()
     if fail_on_rank0 and rank == 0:
         def broken(*a, **k):
@@ -179,6 +179,7 @@ def _eval_worker(rank, world, port, out_dir, fail_on_rank0=False):
     except (RuntimeError, OSError) as e:
         out = {"error": f"{type(e).__name__}: {e}"}
     (Path(out_dir) / f"eval{rank}.json").write_text(json.dumps(out))
+    barrier(d)  # leave the group together
     shutdown()
 
 

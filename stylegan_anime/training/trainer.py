@@ -31,7 +31,7 @@ from ..models import get_recipe
 from .augment import DiffAugment
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .distributed import Dist, all_reduce_mean_, any_rank
+from .distributed import Dist, all_reduce_mean_, any_rank, barrier
 from .monitor import Monitor
 from .recipe import Batch, Phase, Recipe, set_requires_grad
 
@@ -273,11 +273,14 @@ class Trainer:
                     self.save()
             if self._stop:
                 path = self.save()
+                barrier(self.dist)
                 raise Interrupted(path)
             if main:
                 self._write_grids()
             self.evaluate()
-            return self.save()
+            path = self.save()
+            barrier(self.dist)  # every rank returns once rank 0's checkpoint is written, and they leave the
+            return path         # process group together (a rank tearing down early can abort under gloo)
         finally:
             self._restore_signal_handlers(old_handlers)
             if self.monitor is not None:
