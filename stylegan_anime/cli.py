@@ -90,6 +90,8 @@ Examples:
   stylegan-anime train --data faces.zip --batch 64 --batch-gpu 16
   # continue the newest run in runs/ (optimisers, kimg and RNG restored), train to 500 kimg
   stylegan-anime train --resume auto --outdir runs --kimg 500
+  # equal training time: stop after 2 hours of training (evaluation not counted), FID every 15 minutes of it
+  stylegan-anime train --data faces.zip --kimg 100000 --minutes 120 --metrics fid10k --metrics-minutes 15
 
 --data takes a folder (recursive; jpg/jpeg/png/webp/bmp), a .zip, a packed set, 'demo' (10,000 procedural
 faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C saves a checkpoint.
@@ -104,6 +106,9 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--model", type=click.Choice(model_names()), default="stylegan2", show_default=True)
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass; batch/batch-gpu rounds are accumulated")
 @click.option("--kimg", type=float, default=100.0, show_default=True, help="train until this many kimg of reals were shown")
+@click.option("--minutes", type=float, default=None,
+              help="...or until this many minutes of training time, whichever comes first (evaluation, grids and "
+                   "checkpoints are not counted); then the final grids, metrics and checkpoint as at --kimg")
 @click.option("--outdir", default="runs", show_default=True, help="runs are written to OUTDIR/NNNNN-model-data-size")
 @click.option("--resume", default=None, help="'auto' (newest run in --outdir) or a checkpoint / run folder")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -124,6 +129,9 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 @click.option("--metrics", default="swd", show_default=True,
               help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd) or none")
 @click.option("--metrics-kimg", type=float, default=50.0, show_default=True, help="evaluate every N kimg and at the end")
+@click.option("--metrics-minutes", type=float, default=None,
+              help="evaluate every N minutes of training time and at the end; alone it replaces the --metrics-kimg "
+                   "schedule, with --metrics-kimg given too both apply")
 @click.option("--metrics-num", type=int, default=None, help="generated images per metric [default: the metric's own]")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None,
               help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: torch-hub cache]")
@@ -158,10 +166,13 @@ class RankFailed(click.ClickException):
 def _train(ctx, kw: dict, d) -> None:
     from .data import open_dataset
     from .training.distributed import barrier, broadcast_object
-    from .training.trainer import Interrupted, Trainer
+    from .training.trainer import Interrupted, Trainer, train_seconds
 
     say = (lambda msg: click.echo(msg, err=True)) if d.is_main else (lambda msg: None)
     given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    if "metrics_minutes" in given and "metrics_kimg" not in given:  # evaluate by training time only
+        kw["metrics_kimg"] = None
+        given.add("metrics_kimg")
     model_keys = set(_model_fields())
     resume = kw.pop("resume")
     state = None
@@ -183,6 +194,9 @@ def _train(ctx, kw: dict, d) -> None:
     if state is not None and state["progress"]["nimg"] >= cfg.kimg * 1000:
         raise ConfigError(f"the run already reached {state['progress']['nimg'] / 1000:g} kimg; "
                           f"pass a larger --kimg to train further")
+    if state is not None and cfg.minutes is not None and train_seconds(state["progress"]) >= cfg.minutes * 60:
+        raise ConfigError(f"the run already trained {train_seconds(state['progress']) / 60:.1f} minutes; "
+                          f"pass a larger --minutes to train further")
     if not d.is_main:
         barrier(d)  # rank 0 decodes and caches the dataset first; the others then open the cache
     dataset = open_dataset(cfg.data, cfg.size, workers=cfg.workers, progress=cfg.progress and d.is_main,
@@ -207,7 +221,8 @@ def _train(ctx, kw: dict, d) -> None:
         say(f"interrupted at kimg {trainer.nimg / 1000:.2f}; checkpoint saved to {e.checkpoint}\n"
             f"continue with: stylegan-anime train --resume {run_dir}")
         sys.exit(130)
-    say(f"done: {cfg.kimg:g} kimg; checkpoint {path}\nview: tensorboard --logdir {cfg.outdir}")
+    say(f"done: {trainer.nimg / 1000:g} kimg in {trainer.train_s / 60:.1f} minutes of training; checkpoint {path}\n"
+        f"view: tensorboard --logdir {cfg.outdir}")
 
 
 def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:

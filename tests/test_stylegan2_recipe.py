@@ -209,3 +209,66 @@ def test_conditional_training_needs_labelled_data(tmp_path):
     s = Sampler(tmp_path / "b", device="cpu")
     assert s.conditional and s.images([0, 1], labels=torch.tensor([[2, 3]])).shape == (2, 3, 64, 64)
     torch.testing.assert_close(s.images([4]), s.images([4]))  # default tags are a function of the seed
+
+
+# ---------------------------------------------------------------- training math as stylegan2-ada-pytorch (issue 12, item 5)
+
+def _path_length_reference(r, z, pl_mean0):
+    """NVlabs' Gpl loss written out (training/loss.py): the running mean is NOT detached inside the loss."""
+    cfg = r.cfg
+    n = z.shape[0] // cfg.pl_batch_shrink
+    img, ws = r.run_G(z[:n])
+    noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    lengths = grads.square().sum(2).mean(1).sqrt()
+    pl_mean = pl_mean0.lerp(lengths.mean(), cfg.pl_decay)
+    return ((img[:, 0, 0, 0] * 0 + (lengths - pl_mean).square() * cfg.pl_weight).mean() * cfg.pl_interval)
+
+
+def test_path_length_gradient_flows_through_the_running_mean():
+    torch.manual_seed(0)
+    r = tiny(style_mixing=0.0, pl_decay=0.5)  # a large decay makes the mean's share of the gradient visible
+    G = r.nets["G"]
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.2)
+    r.pl_mean.fill_(0.05)
+    z = torch.randn(8, 16)
+    torch.manual_seed(1)
+    ref = _path_length_reference(r, z, r.pl_mean.clone())
+    ref_grads = torch.autograd.grad(ref, list(G.parameters()), allow_unused=True)
+    r.pl_mean.fill_(0.05)
+    torch.manual_seed(1)
+    out = r.loss_Greg(Batch(z=z))
+    ours = torch.autograd.grad(out["loss"], list(G.parameters()), allow_unused=True)
+    for (name, _), a, b in zip(G.named_parameters(), ours, ref_grads):
+        assert a is not None and b is not None, name
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7, msg=name)
+    assert r.pl_mean.requires_grad is False and not r.pl_mean.grad_fn  # the stored mean stays detached
+
+
+def test_lazy_phases_give_every_parameter_a_gradient():
+    """Parameters a regulariser does not reach (toRGB biases in Greg, the last D bias in R1) get a zero
+    gradient, so that Adam counts the step for them as for the others (NVlabs' `x * 0 + loss`)."""
+    torch.manual_seed(0)
+    r = tiny()
+    G, D = r.nets["G"], r.nets["D"]
+    r.loss_Greg(Batch(z=torch.randn(4, 16)))["loss"].backward()
+    missing = [n for n, p in G.named_parameters() if p.grad is None]
+    assert missing == []
+    assert all(float(p.grad.abs().max()) == 0 for n, p in G.named_parameters() if n.endswith("torgb.bias"))
+    r.loss_Dreg(Batch(z=torch.randn(4, 16), reals=torch.rand(4, 3, 64, 64) * 2 - 1))["loss"].backward()
+    assert [n for n, p in D.named_parameters() if p.grad is None] == []
+
+
+def test_w_avg_tracks_the_generator_phases_too():
+    torch.manual_seed(0)
+    r = tiny()
+    w_avg = r.nets["G"].mapping.w_avg
+    before = w_avg.clone()
+    r.loss_G(Batch(z=torch.randn(4, 16)))
+    after_G = w_avg.clone()
+    assert not torch.equal(before, after_G)  # as NVlabs' mapping in training mode
+    r.loss_Greg(Batch(z=torch.randn(4, 16)))
+    assert not torch.equal(after_G, w_avg)

@@ -281,7 +281,7 @@ def test_truncation_figure(sg2, tmp_path):
         assert diff(_cell(img, r, 0), _cell(img, 0, 0)) > 1  # psi 1: different seeds differ
     for r, s in enumerate(seeds):
         assert np.abs(_cell(img, r, 0) - seed_image(sg2, s)).max() <= 1
-    assert np.array_equal(truncation_image(sg2, [4], (0.0,)), _cell(img, 0, 3).astype(np.uint8))
+    assert np.abs(truncation_image(sg2, [4], (0.0,)).astype(int) - _cell(img, 0, 3)).max() <= 1  # batch of 1 vs 3
 
 
 def test_figures_refuse_baselines(dcgan, tmp_path):

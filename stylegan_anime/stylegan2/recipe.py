@@ -11,10 +11,12 @@ A lazy penalty is multiplied by its interval, and each optimiser's learning rate
 for the steps it shares with its regulariser: mb_ratio = interval / (interval + 1), lr * mb_ratio,
 beta ** mb_ratio.
 
-Presets: `auto` (stylegan2-ada's auto config at 64/128 px: batch 32, mapping 2, channel_base 16384,
-gamma = 0.0002 res^2 / batch, ema_kimg = batch * 10 / 32, ramp-up 0.05, lr 0.0025, betas (0, 0.99)) and
-`paper` (the same with an 8-layer mapping network and gamma 10). A field left at None takes the preset's
-value; every value is a flag.
+Presets (`PRESETS`; a field left at None takes the preset's value, and every value is a flag):
+- `auto`: stylegan2-ada's auto config at 64/128 px: batch 32, mapping 2, channel_base 16384, channel_max 512,
+  gamma = 0.0002 res^2 / batch, ema_kimg = batch * 10 / 32, ramp-up 0.05, lr 0.0025, betas (0, 0.99),
+  path length 2, style mixing 0.9;
+- `paper`: the same with an 8-layer mapping network, gamma 10 and no EMA ramp-up;
+- `cpu`: chosen by a measured sweep for an hour of training on a 2-core CPU at 64 px (docs/quality.md).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 from .discriminator import Discriminator
 from .generator import Generator
 
-PRESETS = ("auto", "paper")
+PRESETS = ("auto", "paper", "cpu")
 
 
 def _f(default, help, **meta):
@@ -39,14 +41,15 @@ def _f(default, help, **meta):
 @dataclass
 class StyleGAN2Config(RecipeConfig):
     batch: int = _f(32, "global batch size (images per optimiser step)")
-    ema_kimg: float | None = _f(None, "G_ema half-life in kimg [preset: batch * 10 / 32]")
+    ema_kimg: float | None = _f(None, "G_ema half-life in kimg [preset auto/paper: batch * 10 / 32]")
     ema_rampup: float | None = _f(None, "EMA ramp-up ratio [preset auto: 0.05, paper: off]")
     preset: str = _f("auto", "StyleGAN2 preset filling every value left unset", choices=PRESETS)
     z_dim: int = _f(512, "latent size (z ~ N(0, I))")
     w_dim: int = _f(512, "intermediate latent (W) size")
     map_layers: int | None = _f(None, "mapping network depth [preset auto: 2, paper: 8]")
-    channel_base: int | None = _f(None, "channels at resolution r = min(channel_base / r, channel_max) [16384]")
-    channel_max: int = _f(512, "maximum channels per layer")
+    channel_base: int | None = _f(None, "channels at resolution r = min(channel_base / r, channel_max) "
+                                        "[preset auto/paper: 16384]")
+    channel_max: int | None = _f(None, "maximum channels per layer [preset auto/paper: 512]")
     num_fp16_res: int = _f(4, "run the top N resolutions in reduced precision (0: all fp32)")
     fp16_dtype: str = _f("float16", "reduced-precision dtype of those layers", choices=("float16", "bfloat16"))
     conv_clamp: float = _f(256.0, "clamp conv outputs to +-N (keeps reduced precision finite)")
@@ -55,29 +58,33 @@ class StyleGAN2Config(RecipeConfig):
     beta2: float = _f(0.99, "Adam beta2 (both networks)")
     gamma: float | None = _f(None, "R1 weight [preset auto: 0.0002 * res^2 / batch, paper: 10]")
     r1_interval: int = _f(16, "lazy R1: every N iterations")
-    pl_weight: float = _f(2.0, "path-length penalty weight (0: off)")
+    pl_weight: float | None = _f(None, "path-length penalty weight (0: off) [preset auto/paper: 2]")
     pl_interval: int = _f(4, "lazy path-length regularisation: every N iterations")
     pl_decay: float = _f(0.01, "decay of the running path-length mean")
     pl_batch_shrink: int = _f(2, "path-length batch = batch-gpu / N")
-    style_mixing: float = _f(0.9, "probability of style mixing per batch")
+    style_mixing: float | None = _f(None, "probability of style mixing per batch [preset auto/paper: 0.9]")
     mbstd_group: int = _f(4, "minibatch-stddev group size")
     grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid")
     cond: bool = _f(False, "condition on the data's tags (hair/eye): one-hot embedding into the mapping network "
                            "and a projection discriminator")
 
 
+# What each preset gives the fields left at None. gamma and ema_kimg may be functions of (resolution, batch).
+_AUTO = dict(map_layers=2, channel_base=16384, channel_max=512, lr=0.0025, pl_weight=2.0, style_mixing=0.9,
+             gamma=lambda res, batch: 0.0002 * res ** 2 / batch, ema_kimg=lambda res, batch: batch * 10 / 32,
+             ema_rampup=0.05)
+PRESET_VALUES = {
+    "auto": _AUTO,
+    "paper": {**_AUTO, "map_layers": 8, "gamma": 10.0, "ema_rampup": 0.0},
+    "cpu": {**_AUTO, "channel_base": 1024, "channel_max": 64, "pl_weight": 0.0, "style_mixing": 0.0},
+}
+
+
 def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
     """Fill every None with the preset's value for this resolution."""
-    paper = cfg.preset == "paper"
-    filled = dict(
-        map_layers=8 if paper else 2,
-        channel_base=16384,
-        lr=0.0025,
-        gamma=10.0 if paper else 0.0002 * resolution ** 2 / cfg.batch,
-        ema_kimg=cfg.batch * 10 / 32,
-        ema_rampup=0.0 if paper else 0.05,
-    )
-    return dataclasses.replace(cfg, **{k: v for k, v in filled.items() if getattr(cfg, k) is None})
+    values = PRESET_VALUES[cfg.preset]
+    filled = {k: v(resolution, cfg.batch) if callable(v) else v for k, v in values.items() if getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **filled)
 
 
 def network_kwargs(cfg: StyleGAN2Config, resolution: int, c_dim: int = 0) -> tuple[dict, dict]:
@@ -213,20 +220,26 @@ class StyleGAN2(Recipe):
 
     # ------------------------------------------------------------------ losses
     def loss_G(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img, _ = self.run_G(batch.z, labels=batch.fake_labels)
+        img, _ = self.run_G(batch.z, update_emas=True, labels=batch.fake_labels)
         logits = self.run_D(img, batch.fake_labels)
         return {"loss": F.softplus(-logits).mean(), "D_fake": torch.sigmoid(logits).mean().detach()}
 
     def loss_Greg(self, batch: Batch) -> dict[str, torch.Tensor]:
         n = max(batch.z.shape[0] // self.cfg.pl_batch_shrink, 1)
-        img, ws = self.run_G(batch.z[:n], labels=None if batch.fake_labels is None else batch.fake_labels[:n])
+        img, ws = self.run_G(batch.z[:n], update_emas=True,
+                             labels=None if batch.fake_labels is None else batch.fake_labels[:n])
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
         (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
         lengths = grads.float().square().sum(2).mean(1).sqrt()  # [n]
-        pl_mean = self.pl_mean.lerp(lengths.mean().detach(), self.cfg.pl_decay)
-        self.pl_mean.copy_(pl_mean)
+        # As stylegan2-ada-pytorch: the gradient also flows through this batch's share of the running mean
+        # (weight pl_decay); only the stored mean is detached.
+        pl_mean = self.pl_mean.lerp(lengths.mean(), self.cfg.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
         penalty = (lengths - pl_mean).square()
         loss = penalty.mean() * self.cfg.pl_weight * self.cfg.pl_interval
+        # + 0 * img: parameters the penalty does not reach (the toRGB biases) get a zero gradient instead of
+        # none, so that Adam steps them too (their moments decay), as NVlabs' loop does.
+        loss = loss + img[:, 0, 0, 0].float().sum() * 0
         return {"loss": loss, "pl_penalty": penalty.mean().detach(), "pl_mean": pl_mean.detach()}
 
     def loss_D(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -245,6 +258,7 @@ class StyleGAN2(Recipe):
         (grads,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
         penalty = grads.float().square().sum([1, 2, 3])  # [N]
         loss = penalty.mean() * (self.cfg.gamma / 2) * self.cfg.r1_interval
+        loss = loss + logits.sum() * 0  # the last bias, which R1 does not reach, gets a zero gradient (see Greg)
         return {"loss": loss, "r1_penalty": penalty.mean().detach()}
 
     # ------------------------------------------------------------------ sampling and state

@@ -2,8 +2,11 @@
 
 A run folder holds `config.json`, TensorBoard event files (one per training session: a resumed run adds
 one) and, when metrics were evaluated during training, `metrics.jsonl` with one JSON object per evaluation,
-`{"kimg": float, "wall_s": float, "<metric>": float, ...}`.
+`{"kimg": float, "train_s": float, "maintenance_s": float, "cpu_s": float, "wall_s": float, "<metric>": float}`
+(runs before train_s have only wall_s, which counted evaluation time too).
 
+    train min    minutes of training time (train_s: evaluation, grids and checkpoints not counted), from the
+                 last metrics line or the events' Progress/train_seconds, whichever is later
     wall-clock   the sum over sessions (event files) of the span between the file's first event and its last
                  scalar or image, so time between a crash and a resume does not count
     img/s        the mean of the logged Perf/img_per_s values
@@ -12,7 +15,8 @@ one) and, when metrics were evaluated during training, `metrics.jsonl` with one 
                  precision*, recall*); unknown names count as distances (lower is better)
 
 A resumed session re-logs the steps after its checkpoint; the later session's points replace the earlier
-session's points from its first step on.
+session's points from its first step on. The plot draws each metric against kimg and against training hours
+(train_s; wall_s for older runs; for curves from the events, Progress/train_seconds where it was logged).
 """
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HIGHER_IS_BETTER = ("afd", "is", "precision", "recall", "pr_", "acc")
 LOWER_IS_BETTER = ("fid", "kid", "swd", "ppl")
@@ -43,7 +50,8 @@ def lower_is_better(metric: str) -> bool:
 
 @dataclass
 class Series:
-    """One scalar curve: step (images shown), value, wall (seconds of training since the run began)."""
+    """One scalar curve: step (images shown), value, wall (seconds of training since the run began: train_s
+    where the run logged it, else wall-clock)."""
 
     step: np.ndarray
     value: np.ndarray
@@ -62,6 +70,7 @@ class Run:
     scalars: dict[str, Series] = field(default_factory=dict)
     metrics: dict[str, Series] = field(default_factory=dict)  # from metrics.jsonl, else Metrics/* scalars
     wall_s: float = 0.0
+    train_s: float | None = None  # seconds of training time (None: a run from before train_s)
     sessions: int = 0
 
     @property
@@ -147,16 +156,26 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         arr = np.array(points, dtype=np.float64).reshape(-1, 3)
         run.scalars[tag] = Series(arr[:, 0], arr[:, 1], arr[:, 2])
 
-    run.metrics = _read_metrics_jsonl(path / "metrics.jsonl")
+    run.metrics, run.train_s = _read_metrics_jsonl(path / "metrics.jsonl")
+    train = run.scalars.get("Progress/train_seconds")
+    if train is not None and len(train.step):  # events on the training-time axis; the later of the two counts
+        for s in run.scalars.values():
+            s.wall = np.interp(s.step, train.step, train.value)
+        run.train_s = max(run.train_s or 0.0, float(train.value.max()))
     if not run.metrics:
         run.metrics = {tag.split("/", 1)[1]: s for tag, s in run.scalars.items() if tag.startswith("Metrics/")}
     return run
 
 
-def _read_metrics_jsonl(file: Path) -> dict[str, Series]:
+TIME_KEYS = ("kimg", "wall_s", "train_s", "maintenance_s", "cpu_s")  # metrics.jsonl keys that are not metrics
+
+
+def _read_metrics_jsonl(file: Path) -> tuple[dict[str, Series], float | None]:
+    """Metric name -> Series (wall: train_s, or wall_s in older runs), and the last line's train_s."""
     if not file.is_file():
-        return {}
+        return {}, None
     rows: dict[str, list[tuple[float, float, float]]] = {}
+    last_train_s = None
     for line in file.read_text().splitlines():
         try:
             entry = json.loads(line)
@@ -164,16 +183,17 @@ def _read_metrics_jsonl(file: Path) -> dict[str, Series]:
             continue
         if not isinstance(entry, dict) or "kimg" not in entry:
             continue
-        kimg, wall = float(entry["kimg"]), float(entry.get("wall_s", math.nan))
+        kimg, wall = float(entry["kimg"]), float(entry.get("train_s", entry.get("wall_s", math.nan)))
+        last_train_s = float(entry["train_s"]) if "train_s" in entry else last_train_s
         for k, v in entry.items():
-            if k in ("kimg", "wall_s") or isinstance(v, bool) or not isinstance(v, (int, float)):
+            if k in TIME_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             rows.setdefault(k, []).append((kimg * 1000, float(v), wall))
     out = {}
     for k, points in rows.items():
         arr = np.array(points, dtype=np.float64)
         out[k] = Series(arr[:, 0], arr[:, 1], arr[:, 2])
-    return out
+    return out, last_train_s
 
 
 def _load_all(run_dirs: Sequence[str | os.PathLike], progress: bool) -> list[Run]:
@@ -190,14 +210,15 @@ def _load_all(run_dirs: Sequence[str | os.PathLike], progress: bool) -> list[Run
 
 # ----------------------------------------------------------------------------------------------------- table
 def compare_runs(run_dirs: Sequence[str | os.PathLike], progress: bool = False) -> list[dict]:
-    """One row per run: run, model, size, kimg, wall_s, img_per_s, and per metric m: m_best, m_best_kimg,
-    m_last (None where a run lacks it)."""
+    """One row per run: run, model, size, kimg, train_minutes, wall_s, img_per_s, and per metric m: m_best,
+    m_best_kimg, m_last (None where a run lacks it)."""
     runs = _load_all(run_dirs, progress)
     metric_names = _metric_names(runs)
     rows = []
     for r in runs:
         perf = r.scalars.get("Perf/img_per_s")
-        row = {"run": r.name, "model": r.model, "size": r.size, "kimg": r.kimg, "wall_s": r.wall_s,
+        row = {"run": r.name, "model": r.model, "size": r.size, "kimg": r.kimg,
+               "train_minutes": None if r.train_s is None else r.train_s / 60, "wall_s": r.wall_s,
                "img_per_s": float(perf.value.mean()) if perf is not None and len(perf.value) else None}
         for m in metric_names:
             s = r.metrics.get(m)
@@ -238,14 +259,15 @@ def format_table(rows: Sequence[dict]) -> str:
     metrics: list[str] = []
     for row in rows:
         metrics += [k[:-5] for k in row if k.endswith("_best") and k[:-5] not in metrics]
-    header = ["run", "model", "size", "kimg", "wall", "img/s"]
+    header = ["run", "model", "size", "kimg", "train min", "wall", "img/s"]
     for m in metrics:
         arrow = "lower" if lower_is_better(m) else "higher"
         header += [f"{m} best ({arrow})", f"{m} last"]
     table = []
     for row in rows:
         cells = [str(row.get("run", "")), str(row.get("model", "")), _num(row.get("size"), "d"),
-                 _num(row.get("kimg"), ".4g"), format_duration(row.get("wall_s")), _num(row.get("img_per_s"), ".1f")]
+                 _num(row.get("kimg"), ".4g"), _num(row.get("train_minutes"), ".1f"),
+                 format_duration(row.get("wall_s")), _num(row.get("img_per_s"), ".1f")]
         for m in metrics:
             best, at = row.get(f"{m}_best"), row.get(f"{m}_best_kimg")
             cells += ["-" if best is None else f"{best:.4g} @{at:g}kimg", _num(row.get(f"{m}_last"))]
@@ -261,25 +283,22 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- plot
-def _time_axis(max_seconds: float) -> tuple[float, str]:
-    if max_seconds >= 2 * 3600:
-        return 3600.0, "hours"
-    if max_seconds >= 120:
-        return 60.0, "minutes"
-    return 1.0, "seconds"
-
-
 def plot_runs(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike, progress: bool = False) -> Path:
     """One row of subplots per metric (from metrics.jsonl / Metrics/*), plotted against kimg (left) and
-    wall-clock (right), one line per run with a legend. Runs without any metric get rows for Loss/G and
+    training hours (right), one line per run with a legend. Runs without any metric get rows for Loss/G and
     Loss/D from their events instead. Uses matplotlib's Agg canvas directly (no pyplot, no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
     out = Path(out_png)
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise ValueError(f"plot format must be .png, .pdf, .svg or .jpg, got {out.name!r}")
-    runs = _load_all(run_dirs, progress)
+    fig = _figure(_load_all(run_dirs, progress))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def _figure(runs: Sequence[Run]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
     panels: list[tuple[str, list[tuple[str, "Series"]]]] = []  # (title, [(run name, series)])
     for m in _metric_names(runs):
@@ -293,12 +312,8 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike,
     if not panels:
         raise ValueError("nothing to plot: the runs have neither metrics nor Loss/G, Loss/D scalars")
 
-    max_wall = max((np.nanmax(s.wall) for _, curves in panels for _, s in curves
-                    if len(s.wall) and np.isfinite(s.wall).any()), default=0.0)
-    unit, unit_name = _time_axis(float(max_wall))
     names = [r.name for r in runs]
     colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
-
     fig = Figure(figsize=(12, 3.2 * len(panels)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 2, squeeze=False)
@@ -308,17 +323,15 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike,
             ax_k.plot(s.kimg, s.value, marker=marker, color=colors[name], label=name)
             ok = np.isfinite(s.wall)
             if ok.any():
-                ax_t.plot(s.wall[ok] / unit, s.value[ok], marker=marker, color=colors[name], label=name)
+                ax_t.plot(s.wall[ok] / 3600, s.value[ok], marker=marker, color=colors[name], label=name)
         ax_k.set_xlabel("kimg (real images shown / 1000)")
-        ax_t.set_xlabel(f"wall-clock ({unit_name})")
+        ax_t.set_xlabel("training hours")
         for ax in (ax_k, ax_t):
             ax.set_title(title)
             ax.grid(True, alpha=0.3)
             if ax.has_data():
                 ax.legend(fontsize="small")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
+    return fig
 
 
 __all__ = ["Run", "Series", "compare_runs", "expand_run_dirs", "format_duration", "format_table", "load_run",

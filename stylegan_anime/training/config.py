@@ -6,15 +6,16 @@ next to this one in `model_cfg` so a checkpoint holds the full configuration as 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 SIZES = (64, 128)
 AMP_MODES = ("off", "bf16", "fp16")
 
 # Flags that may differ when resuming a run (everything else must match the saved configuration).
-RESUMABLE_OVERRIDES = ("kimg", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress", "device",
-                       "amp", "workers", "metrics", "metrics_kimg", "metrics_num", "inception", "augment", "aug_policy", "aug_target",
-                       "aug_p", "aug_speed_kimg")
+RESUMABLE_OVERRIDES = ("kimg", "minutes", "batch_gpu", "snap_kimg", "grid_kimg", "log_kimg", "keep", "progress",
+                       "device", "amp", "workers", "metrics", "metrics_kimg", "metrics_minutes", "metrics_num",
+                       "inception", "augment", "aug_policy", "aug_target", "aug_p", "aug_speed_kimg")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class TrainConfig:
     model: str = "stylegan2"
     batch_gpu: int | None = None  # images per forward pass; None = the global batch (no accumulation)
     kimg: float = 100.0  # train until this many thousand real images have been shown to D
+    minutes: float | None = None  # ... or this many minutes of training time (train_s), whichever comes first
     outdir: str = "runs"
     seed: int = 0
     amp: str = "off"  # off | bf16 | fp16
@@ -39,7 +41,8 @@ class TrainConfig:
     aug_p: float | None = None  # initial p (default: 0 when adaptive, 1 when fixed)
     aug_speed_kimg: float = 100.0  # adaptive p can go from 0 to 1 in this many kimg
     metrics: str = "swd"  # comma-separated metrics evaluated on G_ema during training ('' or 'none': off)
-    metrics_kimg: float = 50.0  # evaluate every N kimg (and at the end)
+    metrics_kimg: float | None = 50.0  # evaluate every N kimg (None: not by kimg) and at the end
+    metrics_minutes: float | None = None  # also evaluate every N minutes of training time (train_s)
     metrics_num: int | None = None  # generated images per metric (default: the metric's own, e.g. 10k for fid10k)
     inception: str | None = None  # FID Inception weights file (default: $STYLEGAN_ANIME_INCEPTION or torch-hub cache)
     grid_size: int = 8  # the sample grid is grid_size x grid_size
@@ -95,8 +98,12 @@ def validate(cfg: TrainConfig, world: int = 1) -> None:
     if cfg.kimg <= 0:
         raise ConfigError(f"--kimg must be positive, got {cfg.kimg}")
     for name in ("snap_kimg", "grid_kimg", "log_kimg", "metrics_kimg"):
-        if getattr(cfg, name) <= 0:
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ("minutes", "metrics_minutes"):
+        value = getattr(cfg, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of minutes, got {value}")
     if cfg.metric_list:
         try:
             from ..metrics import ALL_METRICS as METRICS  # noqa: PLC0415 (imports scipy; only when asked)

@@ -4,9 +4,11 @@ The same tag names for every model, so runs compare side by side in one TensorBo
     Loss/<phase>         the phase's loss (Loss/D, Loss/G, Loss/Dreg ...)
     Stats/<name>         other values a recipe reports (Stats/D_real, Stats/gp, Stats/wdist ...)
     Progress/kimg, Progress/lr_<net>, Progress/skipped_steps
+    Progress/train_seconds, Progress/maintenance_seconds, Progress/train_cpu_seconds   (see trainer.py)
+    Metrics/<name>, MetricsByTime/<name>   the same values, stepped by images shown / by seconds of training
     Perf/img_per_s, Perf/sec_per_kimg, Perf/peak_mem_gb
     Samples/G, Samples/ema, Samples/reals
-The TensorBoard step is the number of real images shown (kimg x 1000).
+The TensorBoard step is the number of real images shown (kimg x 1000), except in MetricsByTime/*.
 Statistics are summed as device tensors and read back only when logged (no host sync per step).
 """
 from __future__ import annotations

@@ -7,12 +7,16 @@
     safety          a step whose gradients are not finite is skipped (counted in Progress/skipped_steps)
     EMA of G        half-life ema_kimg, optional ramp-up; BatchNorm buffers are copied
     output          TensorBoard scalars + grids, PNG grids, checkpoints (periodic, final, on Ctrl-C/SIGTERM)
+    time            train_s counts the seconds of training iterations only; evaluation, grids and checkpoints go to
+                    maintenance_s (cpu_s: the process's CPU seconds of training). --minutes stops and
+                    --metrics-minutes evaluates on train_s, so runs compare at equal training time
 
 Resuming from a checkpoint restores networks, optimisers, scalers, recipe state, counters and every random
 stream (torch CPU/CUDA generators and the sampler's), so a resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -31,12 +35,12 @@ from ..models import get_recipe
 from .augment import DiffAugment
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .distributed import Dist, all_reduce_mean_, any_rank, barrier
+from .distributed import Dist, all_reduce_mean_, barrier
 from .monitor import Monitor
 from .recipe import Batch, Phase, Recipe, set_requires_grad
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-STOP_CHECK_EVERY = 4  # under torchrun, ranks agree on Ctrl-C every N iterations (an all-reduce + host sync)
+STOP_CHECK_EVERY = 4  # under torchrun, ranks agree on Ctrl-C and train_s every N iterations (an all-reduce + host sync)
 
 
 class Interrupted(Exception):
@@ -118,7 +122,11 @@ class Trainer:
         self.nimg = 0
         self.iteration = 0
         self._skipped, self._skipped_device = 0, None  # see the `skipped` property
-        self.wall_s = 0.0  # training wall-clock, carried across resumes
+        self.train_s = 0.0  # seconds of training iterations (carried across resumes), see _maintenance
+        self.maintenance_s = 0.0  # seconds of evaluation, grids and checkpoints
+        self.cpu_s = 0.0  # this process's CPU seconds during training iterations
+        self._clock, self._cpu_clock = time.perf_counter, time.process_time  # tests replace them
+        self._lap: tuple[float, float] | None = None  # the clocks when the current stretch of training began
         fixed = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(cfg.grid_size ** 2, self.recipe.z_dim, generator=fixed)
         self.fixed_labels = self.sampler.random_labels(cfg.grid_size ** 2, fixed)  # [n,K] or None
@@ -239,7 +247,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Path:
-        """Train until cfg.kimg; returns the final checkpoint path. Raises Interrupted on Ctrl-C/SIGTERM."""
+        """Train until cfg.kimg (or cfg.minutes of train_s); returns the final checkpoint path. Raises Interrupted
+        on Ctrl-C/SIGTERM."""
         cfg = self.cfg
         total = int(round(cfg.kimg * 1000))
         main = self.dist.is_main
@@ -247,38 +256,53 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
             self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress)
+        budget_s = math.inf if cfg.minutes is None else cfg.minutes * 60
         old_handlers = self._install_signal_handlers()
         try:
-            if self.nimg == 0 and main:
-                self._write_reals()
-                self._write_grids()
-            self._resume_clock = time.perf_counter() - self.wall_s
             if main:
                 self.monitor.hparams(self._hparams(), [f"Metrics/{m}" for m in cfg.metric_list])
-            while self.nimg < total and not self._stop:
-                before = self.nimg
+            if self.nimg == 0 and main:
+                with self._maintenance():
+                    self._write_reals()
+                    self._write_grids()
+            self._lap = (self._clock(), self._cpu_clock())  # training time runs from here
+            agreed_s = self.train_s  # train_s at the last agreement of the ranks: time decisions are made on it
+            end = self.nimg >= total or agreed_s >= budget_s
+            while not end:
+                before, before_s = self.nimg, agreed_s
                 self.step()
-                self.wall_s = time.perf_counter() - self._resume_clock
+                self._charge_training()
                 if not self.dist.active or self.iteration % STOP_CHECK_EVERY == 0:  # the same iterations on every rank
-                    self._stop = any_rank(self._stop_requested, self.dist, self.device)  # so all stop together
+                    self._agree()  # so that all stop together, and decide on the same train_s
+                    agreed_s = self.train_s
+                end = self.nimg >= total or self._stop or agreed_s >= budget_s
+                due = ((cfg.metrics_kimg is not None and _crossed(before, self.nimg, cfg.metrics_kimg * 1000))
+                       or (cfg.metrics_minutes is not None and _crossed(before_s, agreed_s, cfg.metrics_minutes * 60)))
                 if main:
                     self.monitor.advance(self.nimg / 1000)
-                    if _crossed(before, self.nimg, cfg.log_kimg) or self.nimg >= total:
+                    if _crossed(before, self.nimg, cfg.log_kimg * 1000) or end:
                         self.monitor.flush(self.nimg, self._progress_scalars())
-                    if _crossed(before, self.nimg, cfg.grid_kimg):
-                        self._write_grids()
-                if _crossed(before, self.nimg, cfg.metrics_kimg) and self.nimg < total:
-                    self.evaluate()  # on every rank: each scores its share of the images
-                if main and _crossed(before, self.nimg, cfg.snap_kimg) and self.nimg < total:
-                    self.save()
+                    if _crossed(before, self.nimg, cfg.grid_kimg * 1000):
+                        with self._maintenance():
+                            self._write_grids()
+                if due and not end:
+                    with self._maintenance():
+                        self.evaluate()  # on every rank: each scores its share of the images
+                if main and _crossed(before, self.nimg, cfg.snap_kimg * 1000) and not end:
+                    with self._maintenance():
+                        self.save()
             if self._stop:
-                path = self.save()
+                with self._maintenance():
+                    path = self.save()
                 barrier(self.dist)
                 raise Interrupted(path)
             if main:
-                self._write_grids()
-            self.evaluate()
-            path = self.save()
+                with self._maintenance():
+                    self._write_grids()
+            with self._maintenance():
+                self.evaluate()
+            with self._maintenance():  # one at a time: the checkpoint counts the grids and evaluation
+                path = self.save()
             barrier(self.dist)  # every rank returns once rank 0's checkpoint is written, and they leave the
             return path         # process group together (a rank tearing down early can abort under gloo)
         finally:
@@ -287,9 +311,48 @@ class Trainer:
                 self.monitor.close()
             self.monitor = None
 
+    def _charge_training(self) -> None:
+        """Add the time since the last lap to train_s and cpu_s; a new lap begins."""
+        if self._lap is None:  # not training yet
+            return
+        wall, cpu = self._clock(), self._cpu_clock()
+        self.train_s += wall - self._lap[0]
+        self.cpu_s += cpu - self._lap[1]
+        self._lap = (wall, cpu)
+
+    @contextlib.contextmanager
+    def _maintenance(self):
+        """The block's seconds go to maintenance_s, not train_s. On CUDA the training kernels still queued are
+        waited for first, and charged to training."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._charge_training()
+        start = self._clock()
+        try:
+            yield
+        finally:
+            wall = self._clock()
+            self.maintenance_s += wall - start
+            self._lap = (wall, self._cpu_clock())
+
+    def _agree(self) -> None:
+        """Under torchrun, one all-reduce: every rank stops if any was asked to (Ctrl-C), and every rank takes
+        rank 0's train_s (the others' clocks also run while they wait for rank 0's grids and checkpoints)."""
+        if not self.dist.active:
+            self._stop = self._stop_requested
+            return
+        t = torch.tensor([float(self._stop_requested), self.train_s if self.dist.is_main else 0.0],
+                         dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        stop, self.train_s = t.tolist()
+        self._stop = stop > 0
+
     def _progress_scalars(self) -> dict[str, float]:
         out = {f"Progress/lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.opts.items()}
         out["Progress/skipped_steps"] = float(self.skipped)
+        out["Progress/train_seconds"] = self.train_s
+        out["Progress/maintenance_seconds"] = self.maintenance_s
+        out["Progress/train_cpu_seconds"] = self.cpu_s
         if self.augment is not None:
             out["Progress/augment_p"] = self.augment.p
             out["Stats/augment_rt"] = self.augment_rt
@@ -298,10 +361,12 @@ class Trainer:
     # ------------------------------------------------------------------ metrics
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Metrics of G_ema (untruncated) against the dataset's non-augmented reals: TensorBoard Metrics/*
-        and one JSON line in metrics.jsonl. A metric that cannot run (e.g. no Inception file) is skipped
-        with one warning and training goes on. Under torchrun every rank calls this: the generated images
-        are shared out between ranks and rank 0 computes and writes the scores (tagacc runs on rank 0)."""
+        """Metrics of G_ema (untruncated) against the dataset's non-augmented reals: TensorBoard Metrics/* (step:
+        images shown) and MetricsByTime/* (step: seconds of training), and one JSON line in metrics.jsonl with
+        kimg, train_s, maintenance_s, cpu_s and wall_s (= train_s, for readers of older runs). A metric that
+        cannot run (e.g. no Inception file) is skipped with one warning and training goes on. Under torchrun
+        every rank calls this: the generated images are shared out between ranks and rank 0 computes and
+        writes the scores (tagacc runs on rank 0)."""
         names = self.cfg.metric_list
         if not names:
             return {}
@@ -333,9 +398,12 @@ class Trainer:
             if self.monitor is not None:
                 for k, v in values.items():
                     self.monitor.writer.add_scalar(f"Metrics/{k}", v, global_step=self.nimg)
+                    self.monitor.writer.add_scalar(f"MetricsByTime/{k}", v, global_step=int(round(self.train_s)))
                 self.monitor.write(f"kimg {self.nimg / 1000:.2f}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
             with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"kimg": self.nimg / 1000, "wall_s": round(self.wall_s, 2), **values}) + "\n")
+                f.write(json.dumps({"kimg": self.nimg / 1000, "wall_s": round(self.train_s, 2),
+                                    "train_s": round(self.train_s, 2), "maintenance_s": round(self.maintenance_s, 2),
+                                    "cpu_s": round(self.cpu_s, 2), **values}) + "\n")
         return values
 
     def _hparams(self) -> dict:
@@ -383,7 +451,7 @@ class Trainer:
             "recipe": self.recipe.state_dict(),
             "augment": None if self.augment is None else self.augment.state_dict(),
             "progress": {"nimg": self.nimg, "iteration": self.iteration, "skipped": self.skipped,
-                         "wall_s": self.wall_s},
+                         "train_s": self.train_s, "maintenance_s": self.maintenance_s, "cpu_s": self.cpu_s},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -410,7 +478,8 @@ class Trainer:
             self.augment.load_state_dict(state["augment"])
         prog = state["progress"]
         self.nimg, self.iteration, self.skipped = int(prog["nimg"]), int(prog["iteration"]), int(prog["skipped"])
-        self.wall_s = float(prog.get("wall_s", 0.0))
+        self.train_s = train_seconds(prog)
+        self.maintenance_s, self.cpu_s = float(prog.get("maintenance_s", 0.0)), float(prog.get("cpu_s", 0.0))
         rng = state.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
@@ -496,7 +565,11 @@ def _split(x, n: int) -> list:
     return list(x.split(n)) if isinstance(x, torch.Tensor) else [x[i:i + n] for i in range(0, len(x), n)]
 
 
-def _crossed(before: int, after: int, interval_kimg: float) -> bool:
-    """Did the image counter pass a multiple of interval_kimg between before and after?"""
-    step = interval_kimg * 1000
-    return math.floor(after / step) > math.floor(before / step)
+def train_seconds(progress: dict) -> float:
+    """A checkpoint's training seconds; checkpoints before train_s kept `wall_s` (evaluation included)."""
+    return float(progress.get("train_s", progress.get("wall_s", 0.0)))
+
+
+def _crossed(before: float, after: float, every: float) -> bool:
+    """Did a counter (images shown, seconds of training) pass a multiple of `every` between before and after?"""
+    return math.floor(after / every) > math.floor(before / every)
