@@ -21,6 +21,7 @@ setup(
         "stylegan_anime.metrics",
         "stylegan_anime.stylegan2",
         "stylegan_anime.tools",
+        "stylegan_anime.opbench",
         "stylegan_anime.baselines",
         "stylegan_anime.cuda_ops",
     ],

@@ -66,7 +66,7 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class ACGANConfig(CGANConfig):
     """CGAN's hyperparameters plus the weight of the classifier heads."""
 
-    cls_weight: float = hparam(1.0, "weight of the auxiliary classifier's cross-entropy (ACGAN)")
+    cls_weight: float = hparam(1.0, "weight of the auxiliary classifier's cross-entropy (ACGAN)", min=0)
 
 
 class ACGAN(ConditionalRecipe):

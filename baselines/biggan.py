@@ -49,6 +49,7 @@ from .common import (
     batch_field,
     beta1_field,
     beta2_field,
+    check_widths,
     dim_field,
     hparam,
     lr_field,
@@ -61,6 +62,8 @@ from .gan_layers import (
     ResGenerator,
     attn_res_field,
     base_field,
+    d_widths,
+    g_widths,
     hinge_d_loss,
     hinge_g_loss,
     orthogonal_penalty,
@@ -87,13 +90,16 @@ class BigGANConfig(RecipeConfig):
     beta2: float = beta2_field(0.999)
     n_critic: int = n_critic_field(2)
     attn_res: str = attn_res_field()
-    shared_dim: int = hparam(128, "BigGAN shared class embedding size (split evenly over the tag groups, concatenated)")
-    ortho: float = hparam(1e-4, "BigGAN orthogonal regularisation weight on G's weights (0: off)")
+    shared_dim: int = hparam(128, "BigGAN shared class embedding size (split evenly over the tag groups, concatenated)",
+                             min=1)
+    ortho: float = hparam(1e-4, "BigGAN orthogonal regularisation weight on G's weights (0: off)", min=0)
     classes: str = hparam("tags", "BigGAN classes: 'tags' (hair x eye labels of the data) or 'none' (one dummy "
                           "class: unconditional)", choices=CLASSES)
     label_dropout: float = hparam(0.1, "BigGAN: probability that a label of a real or fake is replaced by "
-                                  "'unknown' (trains the unknown entries used when sampling without labels)")
-    grid_psi: float = hparam(0.5, "truncation of the extra Samples/ema_psi grid")
+                                  "'unknown' (trains the unknown entries used when sampling without labels)",
+                                  min=0, max_exclusive=1)
+    grid_psi: float = hparam(0.5, "truncation of the extra Samples/ema_psi grid: z cut to [-psi, psi] (0: no grid)",
+                             min=0)
 
 
 def label_index(labels: torch.Tensor, n: int) -> torch.Tensor:
@@ -162,6 +168,15 @@ class BigGAN(Recipe):
         """Labelled data is needed for classes 'tags' only; 'none' trains on any data."""
         return cfg.classes != "none"
 
+    @classmethod
+    def check(cls, cfg: BigGANConfig, resolution: int) -> None:
+        """--dim gives every layer a channel, --z-dim one latent per z chunk, --attn-res sizes the nets have."""
+        check_widths(cfg.dim, g_widths(cfg.dim, resolution) + d_widths(cfg.dim, resolution), resolution)
+        chunks = num_blocks(resolution) + 2  # one z chunk for the stem and one per G block
+        if cfg.z_dim < chunks:
+            raise ConfigError(f"--z-dim must be at least {chunks} at {resolution} px (hierarchical z), got {cfg.z_dim}")
+        parse_attn_res(cfg.attn_res, resolution, [resolution // 2])
+
     def __init__(self, cfg: BigGANConfig, resolution: int, device: torch.device,
                  label_names: dict[str, list[str]] | None = None):
         num_blocks(resolution)  # ValueError unless 64 or 128
@@ -171,9 +186,7 @@ class BigGAN(Recipe):
             raise ConfigError(f"--label-dropout must be in [0, 1), got {cfg.label_dropout}")
         if cfg.ortho < 0:
             raise ConfigError(f"--ortho must be >= 0, got {cfg.ortho}")
-        chunks = num_blocks(resolution) + 2  # one z chunk for the stem and one per G block
-        if cfg.z_dim < chunks:
-            raise ConfigError(f"--z-dim must be at least {chunks} at {resolution} px (hierarchical z), got {cfg.z_dim}")
+        self.check(cfg, resolution)
         super().__init__(cfg, resolution, device)
         self.single_class = cfg.classes == "none" or not label_names
         self.conditional = not self.single_class

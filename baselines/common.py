@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from stylegan_anime.training.config import ConfigError
 from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 
 RESOLUTIONS = (64, 128)
@@ -29,7 +30,8 @@ D_NORMS = ("batch", "layer", "instance", "none")
 # every model (only the default differs).
 # --------------------------------------------------------------------------------------------------------
 def hparam(default: Any, help: str, **meta: Any):
-    """A dataclass field carrying its CLI help (and optional `choices`)."""
+    """A dataclass field carrying its CLI help (and optional `choices`, and for a number its range: `min`,
+    `min_exclusive`, `max`, `max_exclusive`, checked by training.config.validate_fields)."""
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -40,27 +42,28 @@ def batch_field(default: int):
 
 
 def z_dim_field(default: int = 100):
-    return hparam(default, "latent size (z ~ N(0, I))")
+    return hparam(default, "latent size (z ~ N(0, I))", min=1)
 
 
 def dim_field(default: int = 64):
-    return hparam(default, "base channel width of G and D (the widest layer is dim*8 at 64 px, dim*16 at 128)")
+    return hparam(default, "base channel width of G and D (the widest layer is dim*8 at 64 px, dim*16 at 128)",
+                  min=1)
 
 
 def lr_field(net: str, default: float):
-    return hparam(default, f"learning rate of {net}")
+    return hparam(default, f"learning rate of {net}", min_exclusive=0)
 
 
 def beta1_field(default: float):
-    return hparam(default, "Adam beta1 (both networks)")
+    return hparam(default, "Adam beta1 (both networks)", min=0, max_exclusive=1)
 
 
 def beta2_field(default: float):
-    return hparam(default, "Adam beta2 (both networks)")
+    return hparam(default, "Adam beta2 (both networks)", min=0, max_exclusive=1)
 
 
 def n_critic_field(default: int):
-    return hparam(default, "D (critic) steps per G step")
+    return hparam(default, "D (critic) steps per G step", min=1)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -72,6 +75,13 @@ def num_blocks(resolution: int) -> int:
     if resolution not in RESOLUTIONS or isinstance(resolution, bool):
         raise ValueError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, got {resolution!r}")
     return blocks[int(resolution)]
+
+
+def check_widths(dim: int, widths: list[int], resolution: int) -> None:
+    """ConfigError naming --dim unless every layer of these widths (G's and D's channels) has a channel."""
+    if min(widths) < 1:
+        raise ConfigError(f"--dim {dim} leaves a layer without channels at {resolution} px (widths {widths}); "
+                          f"it must be >= 1")
 
 
 def init_weights(module: nn.Module) -> None:
@@ -210,6 +220,12 @@ class BaselineRecipe(Recipe):
     """
 
     after_D_step: ClassVar[Callable[[], None] | None] = None
+
+    @classmethod
+    def check(cls, cfg, resolution: int) -> None:
+        """--dim gives every layer a channel: G's widths dim * 2^(B-i) and D's dim * 2^i, B = num_blocks."""
+        n = num_blocks(resolution)
+        check_widths(cfg.dim, [cfg.dim * 2 ** i for i in range(n + 1)], resolution)
 
     def __init__(self, cfg: RecipeConfig, resolution: int, device: torch.device):
         num_blocks(resolution)  # ValueError on an unsupported resolution

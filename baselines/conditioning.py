@@ -36,7 +36,7 @@ def cond_embed_field(default: str = "onehot"):
 
 
 def embed_dim_field(default: int = 256):
-    return hparam(default, "width of the dense layer that projects the label condition (in G and D)")
+    return hparam(default, "width of the dense layer that projects the label condition (in G and D)", min=1)
 
 
 def palette_rgb(group: str, names: list[str]) -> torch.Tensor:

@@ -32,6 +32,7 @@ from .common import (
     batch_field,
     beta1_field,
     beta2_field,
+    check_widths,
     dim_field,
     hparam,
     lr_field,
@@ -45,6 +46,8 @@ from .gan_layers import (
     ResGenerator,
     attn_res_field,
     base_field,
+    d_widths,
+    g_widths,
     hinge_d_loss,
     hinge_g_loss,
     parse_attn_res,
@@ -93,6 +96,12 @@ class SAGAN(Recipe):
     name = "sagan"
     Config = SAGANConfig
     description = "SAGAN: residual SN G and D, self-attention, hinge loss, TTUR Adam 1e-4/4e-4 (0, 0.9)"
+
+    @classmethod
+    def check(cls, cfg: SAGANConfig, resolution: int) -> None:
+        """--dim gives every layer a channel; --attn-res names feature-map sizes the networks have."""
+        check_widths(cfg.dim, g_widths(cfg.dim, resolution) + d_widths(cfg.dim, resolution), resolution)
+        parse_attn_res(cfg.attn_res, resolution, sagan_attn_auto(resolution))
 
     def __init__(self, cfg: SAGANConfig, resolution: int, device: torch.device):
         num_blocks(resolution)  # ValueError unless 64 or 128

@@ -29,7 +29,8 @@ class WGANConfig(RecipeConfig):
     lr_g: float = lr_field("G", 5e-5)
     lr_d: float = lr_field("D", 5e-5)
     n_critic: int = n_critic_field(5)
-    clip: float = hparam(0.01, "WGAN weight clipping: critic parameters are clamped to [-clip, clip]")
+    clip: float = hparam(0.01, "WGAN weight clipping: critic parameters are clamped to [-clip, clip]",
+                         min_exclusive=0)
 
 
 class WGAN(BaselineRecipe):

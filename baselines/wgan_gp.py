@@ -66,7 +66,7 @@ class WGANGPConfig(RecipeConfig):
     beta1: float = beta1_field(0.0)
     beta2: float = beta2_field(0.9)
     n_critic: int = n_critic_field(5)
-    gp_weight: float = hparam(10.0, "WGAN-GP gradient penalty weight (lambda)")
+    gp_weight: float = hparam(10.0, "WGAN-GP gradient penalty weight (lambda)", min=0)
     critic_norm: str = hparam("layer", "WGAN-GP critic normalisation (no BatchNorm: the penalty is per sample)",
                               choices=CRITIC_NORMS)
 

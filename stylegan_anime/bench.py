@@ -1,6 +1,7 @@
 """Training-speed benchmark: s/kimg, img/s and peak memory per model, after warm-up, as a table.
 
-    stylegan-anime bench                                   # StyleGAN2 auto at 64 and 128 px + every baseline
+    stylegan-anime bench                                   # every model; StyleGAN2 auto at 64 and 128 px on
+                                                           # CUDA, the cpu preset at 64 px on a CPU
     stylegan-anime bench --models stylegan2 --sizes 128 --kimg 2
     stylegan-anime bench --reference ~/src/stylegan2-ada-pytorch   # also time that code on the same GPU
 
@@ -58,6 +59,37 @@ class _Synthetic:
 
     def __len__(self):
         return len(self.images)
+
+
+BENCH_SIZES = (64, 128)
+
+
+def bench_plan(cuda: bool, sizes: str | None = None, preset: str | None = None, channel_base: int | None = None,
+               channel_max: int | None = None) -> tuple[list[int], dict]:
+    """The sizes to time and StyleGAN2's overrides, from the flags given (None: not given). Defaults: on CUDA
+    the auto preset at 64 and 128 px; on a CPU the `cpu` preset at 64 px only (auto at 128 px takes hours
+    there). ValueError (one line, naming the flag) for a bad value."""
+    if sizes is None:
+        res = list(BENCH_SIZES) if cuda else [64]
+    else:
+        try:
+            res = [int(x) for x in sizes.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--sizes: expected numbers like 64,128, got {sizes!r}") from None
+        if not res or any(r not in BENCH_SIZES for r in res):
+            raise ValueError(f"--sizes must be 64 and/or 128, got {sizes!r}")
+    over = {"preset": preset or ("auto" if cuda else "cpu"), "channel_base": channel_base, "channel_max": channel_max}
+    over = {k: v for k, v in over.items() if v is not None}
+    from .training.config import ConfigError, validate_fields  # noqa: PLC0415
+    recipe = get_recipe("stylegan2")
+    try:
+        mc = recipe.make_config(**over)
+        validate_fields(mc)
+        for r in res:
+            recipe.check(mc, r)
+    except (ConfigError, TypeError) as e:
+        raise ValueError(str(e)) from None
+    return res, over
 
 
 def _sync(device: torch.device) -> None:

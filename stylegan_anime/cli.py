@@ -2,10 +2,12 @@
 
 User mistakes (bad flags, missing data, unreadable checkpoints) are one line on stderr, `error: ...`,
 exit code 2, never a traceback. Ctrl-C during training saves a checkpoint and exits with 130.
+A run that diverges (NaN/inf gradients for --max-skipped iterations in a row) exits with 3.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from pathlib import Path
 
@@ -15,10 +17,12 @@ from click.core import ParameterSource
 from .data import DataError
 from .models import get_recipe, model_names
 from .stylegan2.official_import import ImportCheckpointError
-from .training.checkpoint import CheckpointError, find_resume, load_checkpoint, new_run_dir
+from .training import console
+from .training.checkpoint import (CheckpointError, RunLock, WriteError, checkpoint_dir, error_text, find_resume,
+                                  load_checkpoint, new_run_dir, os_reason, remove_stale_temps, writing)
 from .training.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, validate
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -95,6 +99,11 @@ Examples:
 
 --data takes a folder (recursive; jpg/jpeg/png/webp/bmp), a .zip, a packed set, 'demo' (10,000 procedural
 faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C saves a checkpoint.
+
+\b
+Exit codes: 0 done; 2 a user error (one line); 3 diverged: --max-skipped iterations in a row had NaN/inf
+gradients (nothing saved after the last good checkpoint; learning rate, --gamma or fp16 are likely causes);
+130 interrupted (Ctrl-C / SIGTERM on any process) after saving a checkpoint; 1 another process of the run failed.
 """
 
 
@@ -137,7 +146,15 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
               help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth) [default: torch-hub cache]")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--workers", type=int, default=None, help="processes for decoding images when packing a dataset")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="progress bar (when stderr is a terminal)")
+@click.option("--status-every", type=float, default=None, metavar="SECONDS",
+              help="a plain status line (kimg, time, s/kimg, img/s, ETA, losses, augment p, peak memory) every N "
+                   "seconds; 0: off [default: 60 without a progress bar, off with one]. RUN/log.txt keeps them "
+                   "(and one per --log), every warning and error")
+@click.option("--max-skipped", type=int, default=50, show_default=True,
+              help="a diverged run stops (exit code 3, nothing saved after the last good checkpoint) after N "
+                   "iterations in a row with most optimiser steps skipped for NaN/inf gradients; 0: never")
 @click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
               help="custom ops: fused CUDA kernels (built on first use), the PyTorch reference, or auto")
 @_model_options
@@ -147,6 +164,7 @@ def train(ctx, **kw):
     from .cuda_ops import set_default_impl
     from .training import distributed
 
+    console.begin_command()  # a closed terminal or pipe never stops the run; lines for RUN/log.txt (console.py)
     set_default_impl(kw.pop("ops"))
     d = distributed.init_from_env(kw["device"])  # a torchrun launch: join the group; else one process
     try:
@@ -163,12 +181,17 @@ class RankFailed(click.ClickException):
     exit_code = 1
 
 
+EXIT_DIVERGED = 3  # training diverged (trainer.Diverged): nothing saved after the last good checkpoint
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: stopped after saving a checkpoint (128 + SIGINT, as a shell reports)
+
+
 def _train(ctx, kw: dict, d) -> None:
     from .data import open_dataset
     from .training.distributed import barrier, broadcast_object
-    from .training.trainer import Interrupted, Trainer, train_seconds
+    from .training.trainer import Diverged, Interrupted, Trainer, train_seconds
 
-    say = (lambda msg: click.echo(msg, err=True)) if d.is_main else (lambda msg: None)
+    say = console.say if d.is_main else (lambda msg: None)
+    _quiet_thread_write_errors()
     given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     if "metrics_minutes" in given and "metrics_kimg" not in given:  # evaluate by training time only
         kw["metrics_kimg"] = None
@@ -176,14 +199,18 @@ def _train(ctx, kw: dict, d) -> None:
     model_keys = set(_model_fields())
     resume = kw.pop("resume")
     state = None
+    warn = lambda msg: say(f"warning: {msg}")  # noqa: E731
+    held = None  # the RunLock of the run folder this process writes (rank 0 only)
     if resume == "auto":
         found = broadcast_object(find_resume(kw["outdir"]), d)
         if found is None:
             say(f"--resume auto: no checkpoint in {kw['outdir']}; starting a new run")
-        else:
-            state = load_checkpoint(found)
+        else:  # the newest run: its newest readable checkpoint
+            held = _lock_run(ctx, Path(found).parent.parent, d)
+            state = load_checkpoint(Path(found).parent.parent, warn=warn, set_aside=held is not None)
     elif resume:
-        state = load_checkpoint(resume)
+        held = _lock_run(ctx, _run_of(resume), d)  # before reading: no other process writes there meanwhile
+        state = load_checkpoint(resume, warn=warn, set_aside=held is not None and Path(resume).is_dir())
 
     imported = state is not None and "imported" in state  # an imported network: fine-tune it in a new run
     if state is None:
@@ -208,21 +235,72 @@ def _train(ctx, kw: dict, d) -> None:
     run_dir = None
     if d.is_main:  # errors above come before any folder is made
         if state is None or imported:
+            if held is not None:
+                held.release()
             run_dir = new_run_dir(cfg.outdir, _run_name(cfg))
+            held = _lock_run(ctx, run_dir, d)
         else:
             run_dir = Path(state["path"]).parent.parent
+            if held is None or held.run_dir.resolve() != run_dir.resolve():
+                held = _lock_run(ctx, run_dir, d)
             say(f"resuming {run_dir} at kimg {state['progress']['nimg'] / 1000:.2f} from {state['path']}")
+        with writing(run_dir / "log.txt"):
+            console.command_run_log(run_dir)  # the lines said so far, and every line until the command ends
         say(f"run folder: {run_dir}" + (f" ({d.world} processes)" if d.active else ""))
     run_dir = Path(broadcast_object(str(run_dir), d))
     trainer = Trainer(cfg, run_dir, dataset=dataset, resume=state, dist=d)
     try:
         path = trainer.train()
+    except OSError as e:  # a write the trainer does not wrap itself (TensorBoard's event file ...): one line
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise WriteError(f"cannot write {e.filename or run_dir}: {os_reason(e)}") from None
     except Interrupted as e:
         say(f"interrupted at kimg {trainer.nimg / 1000:.2f}; checkpoint saved to {e.checkpoint}\n"
             f"continue with: stylegan-anime train --resume {run_dir}")
-        sys.exit(130)
+        barrier(d)  # no rank leaves before rank 0 said so: torchrun stops the others when the first one exits
+        sys.exit(EXIT_INTERRUPTED)
+    except Diverged as e:
+        say(f"error: {e}")
+        barrier(d)
+        sys.exit(EXIT_DIVERGED)
     say(f"done: {trainer.nimg / 1000:g} kimg in {trainer.train_s / 60:.1f} minutes of training; checkpoint {path}\n"
         f"view: tensorboard --logdir {cfg.outdir}")
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG)  # errors only a write can have
+
+
+def _quiet_thread_write_errors() -> None:
+    """TensorBoard writes its event file in a thread; on a full or read-only disk that thread dies with a
+    traceback, and the main thread then raises the same error (one `cannot write` line): keep the thread quiet."""
+    import threading
+    previous = threading.excepthook
+    if getattr(previous, "quiet_write_errors", False):
+        return
+
+    def hook(args):
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in _WRITE_ERRNOS):
+            previous(args)
+    hook.quiet_write_errors = True
+    threading.excepthook = hook
+
+
+def _run_of(resume: str) -> Path | None:
+    """The run folder a --resume path belongs to (a run folder, or RUN/checkpoints/FILE), else None."""
+    p = Path(resume)
+    run = p if p.is_dir() else p.parent.parent if p.parent.name == "checkpoints" else None
+    return run if run is not None and checkpoint_dir(run).is_dir() else None
+
+
+def _lock_run(ctx, run: Path | None, d) -> RunLock | None:
+    """Rank 0 holds the run folder's lock until the command ends (the kernel releases it if the process dies);
+    a second writer is RunLockedError (exit 2). With the lock held, temp files of killed writes are removed."""
+    if run is None or not d.is_main:
+        return None
+    lock = ctx.with_resource(RunLock(run))
+    remove_stale_temps(run)
+    return lock
 
 
 def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
@@ -234,7 +312,8 @@ def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
     if foreign:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise ConfigError(f"{flags} does not apply to --model {kw['model']}")
-    model_cfg = dataclasses.asdict(recipe_cls.make_config(**{k: kw[k] for k in own}))
+    model_cfg = recipe_cls.make_config(**{k: kw[k] for k in own})
+    model_cfg = dataclasses.asdict(recipe_cls.resolve_config(model_cfg, kw["size"]))  # config.json: the values used
     trainer_kw = {k: v for k, v in kw.items() if k not in model_keys}
     return TrainConfig(**trainer_kw, model_cfg=model_cfg)
 
@@ -265,8 +344,11 @@ def _resumed_config(state: dict, kw: dict, given: set[str], model_keys: set[str]
 
 
 def _run_name(cfg: TrainConfig) -> str:
+    """model-data-size; a data name that already ends with the size (mlds-64, faces_128, anime64) is not
+    followed by it again."""
+    import re
     data = "demo" if cfg.data.startswith("demo") else Path(cfg.data.rstrip("/")).stem or "data"
-    return f"{cfg.model}-{data}-{cfg.size}"
+    return f"{cfg.model}-{data}" + ("" if re.search(rf"(?<!\d){cfg.size}$", data) else f"-{cfg.size}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -395,13 +477,19 @@ def import_checkpoint_cmd(pkl, out):
 @cli.command(epilog="""
 \b
 Examples:
-  stylegan-anime bench                                   # StyleGAN2 auto at 64/128 px and every baseline
+  stylegan-anime bench                                   # every model; StyleGAN2 auto at 64/128 px on CUDA,
+                                                         # its cpu preset at 64 px on a CPU
+  stylegan-anime bench --models stylegan2 --preset cpu --channel-base 2048 --channel-max 128
   stylegan-anime bench --models stylegan2 --sizes 128 --kimg 4 --amp bf16
   stylegan-anime bench --models stylegan2 --sizes 128 --reference ~/src/stylegan2-ada-pytorch
   stylegan-anime bench --models stylegan2 --sizes 64 --profile prof/   # op table + Chrome trace per case
 """)
 @click.option("--models", default="stylegan2,dcgan,dcgan-tutorial,wgan,wgan-gp", show_default=True)
-@click.option("--sizes", default="64,128", show_default=True)
+@click.option("--sizes", default=None, help="comma-separated, 64 and/or 128 [default: 64,128 on CUDA, 64 on a CPU]")
+@click.option("--preset", type=click.Choice(["auto", "paper", "cpu"]), default=None,
+              help="StyleGAN2 preset [default: auto on CUDA, cpu on a CPU]")
+@click.option("--channel-base", type=int, default=None, help="StyleGAN2 channel base [default: the preset's]")
+@click.option("--channel-max", type=int, default=None, help="StyleGAN2 channel maximum [default: the preset's]")
 @click.option("--kimg", type=float, default=1.0, show_default=True, help="timed kimg per case (after warm-up)")
 @click.option("--warmup", type=int, default=3, show_default=True, help="untimed iterations first")
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass [default: the whole batch]")
@@ -415,10 +503,12 @@ Examples:
                    "Chrome trace in this folder")
 @click.option("--profile-iterations", type=int, default=16, show_default=True,
               help="iterations profiled (16 covers StyleGAN2's lazy regularisation)")
-def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference, profile_dir, profile_iterations):
+def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_gpu, amp, device, ops, reference,
+          profile_dir, profile_iterations):
     """Time training per model: s/kimg, img/s and peak memory after warm-up, printed as a table."""
-    from .bench import bench_data, bench_model, bench_reference, format_table
+    from .bench import bench_data, bench_model, bench_plan, bench_reference, format_table
     from .cuda_ops import set_default_impl
+    from .training.trainer import resolve_device
 
     set_default_impl(ops)
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -426,11 +516,13 @@ def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference, p
     if unknown:
         raise ConfigError(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(model_names())}")
     try:
-        res = [int(x) for x in sizes.split(",")]
-    except ValueError:
-        raise ConfigError(f"--sizes: expected numbers like 64,128, got {sizes!r}") from None
-    if any(r not in (64, 128) for r in res) or kimg <= 0 or warmup < 0:
-        raise ConfigError("--sizes must be 64 and/or 128, --kimg positive, --warmup >= 0")
+        res, sg2 = bench_plan(resolve_device(device).type == "cuda", sizes, preset, channel_base, channel_max)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if kimg <= 0 or warmup < 0:
+        raise ConfigError("--kimg must be positive, --warmup >= 0")
+    over = lambda name: sg2 if name == "stylegan2" else None  # noqa: E731  (the StyleGAN2 flags)
+    sg2_note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sg2.items())
     if reference:
         from .bench import check_reference
         try:
@@ -445,7 +537,7 @@ def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference, p
             for name in names:
                 click.echo(f"profiling {name} at {size} px ...", err=True)
                 table, trace = profile_model(name, size, profile_dir, iterations=profile_iterations, warmup=warmup,
-                                             device=device, batch_gpu=batch_gpu, amp=amp)
+                                             device=device, batch_gpu=batch_gpu, amp=amp, overrides=over(name))
                 click.echo(table)
                 click.echo(f"trace: {trace}", err=True)
         return
@@ -454,7 +546,10 @@ def bench(models, sizes, kimg, warmup, batch_gpu, amp, device, ops, reference, p
         click.echo(f"data delivery at {size} px: {bench_data(size, device=device):,.0f} img/s", err=True)
         for name in names:
             click.echo(f"timing {name} at {size} px ...", err=True)
-            rows.append(bench_model(name, size, kimg=kimg, warmup=warmup, device=device, batch_gpu=batch_gpu, amp=amp))
+            rows.append(bench_model(name, size, kimg=kimg, warmup=warmup, device=device, batch_gpu=batch_gpu, amp=amp,
+                                    overrides=over(name)))
+            if name == "stylegan2":
+                rows[-1].note = sg2_note
         if reference and "stylegan2" in names:
             ours = next(r for r in rows if r.name == "stylegan2" and r.size == size)
             try:
@@ -499,6 +594,7 @@ def doctor(try_build):
 Examples:
   stylegan-anime metrics --checkpoint runs/00001-stylegan2-faces-64 --data faces --metrics fid10k,kid,swd,afd
   stylegan-anime metrics --images submission --data faces --metrics fid10k,afd     # a folder 1.jpg ... N.jpg
+  stylegan-anime metrics --images gen96 --data faces-64 --size 64 --metrics swd     # 96 px images vs a 64 px pack
   stylegan-anime metrics --checkpoint RUN --data faces --metrics fid10k --inception ~/pt_inception-2015-12-05-6726825d.pth
 """)
 @click.option("--checkpoint", default=None, help="a checkpoint or run folder to generate from (G_ema, psi 1)")
@@ -509,16 +605,18 @@ Examples:
 @click.option("--num", type=int, default=None, help="generated images per metric [default: the metric's own]")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file")
 @click.option("--seed", type=int, default=0, show_default=True, help="first seed of the generated images")
+@click.option("--size", type=int, default=None,
+              help="the resolution the images are compared at (--data is opened at it, generated images are "
+                   "resized to it) [default: the checkpoint's size; for --images, the first image's]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of lines")
 @click.option("--device", default="auto", show_default=True)
-def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, device):
+def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_json, device):
     """Score a checkpoint or a folder of generated images: FID, KID, SWD, anime-face detection rate."""
     import json as _json
 
     import numpy as np
     import torch
 
-    from .data import open_dataset
     from .metrics import ALL_METRICS, TAG_METRICS, evaluate, evaluate_folder, evaluate_tags
 
     wanted = [m.strip() for m in names.split(",") if m.strip()]
@@ -533,7 +631,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, 
     if images is not None:
         if not Path(images).is_dir():
             raise ConfigError(f"--images folder does not exist: {images}")
-        ds = open_dataset(data, _image_size(images))
+        ds = _metrics_data(data, size, _image_size(images), "the first image's")
         try:
             values = evaluate_folder(wanted, images, ds, num_gen=num, inception_path=inception, warn=warn,
                                      device=device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -543,7 +641,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, 
         from .generate import Sampler
         from .imageio_utils import to_uint8
         sampler = Sampler(checkpoint, device=device)
-        ds = open_dataset(data, sampler.config.size)
+        ds = _metrics_data(data, size, sampler.config.size, "the checkpoint's")
         state = {"next": seed}
 
         def generate(n: int) -> np.ndarray:
@@ -553,7 +651,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, as_json, 
 
         plain = [m for m in wanted if m not in TAG_METRICS]
         values = evaluate(plain, generate, ds, num_gen=num, inception_path=inception, warn=warn,
-                          device=sampler.device, seed=seed) if plain else {}
+                          device=sampler.device, seed=seed, desc=f"generating images from {checkpoint}") if plain else {}
         if "tagacc" in wanted:
             if not sampler.conditional:
                 raise ConfigError(f"tagacc needs a tag-conditional model; this is {sampler.config.model}")
@@ -588,6 +686,19 @@ def download_inception_cmd(dest):
     click.echo(f"saved {path}", err=True)
 
 
+def _metrics_data(data: str, size: int | None, default: int, whose: str):
+    """--data opened at --size, or at the default (the checkpoint's or the first image's size), saying so when
+    that size does not fit."""
+    from .data import open_dataset
+    try:
+        return open_dataset(data, size or default)
+    except (DataError, ConfigError) as e:
+        if size is not None:
+            raise
+        raise ConfigError(f"{error_text(e)} (the images are compared at {whose} size {default}; "
+                      f"choose another with --size)") from None
+
+
 def _image_size(folder: str) -> int:
     """The size of the first image of a folder (generated images are square)."""
     from PIL import Image
@@ -604,17 +715,25 @@ from . import cli_tools  # noqa: E402,F401  (registers video, style-mixing, trun
 # ---------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group, turning user mistakes into one-line errors (exit 2)."""
+    # console.say: the line also goes to RUN/log.txt while a training run's log is open (closed at the end)
     try:
         code = cli.main(args=argv, prog_name="stylegan-anime", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        console.say("aborted")
         sys.exit(130)
     except click.ClickException as e:  # bad flags, missing arguments, wrong types (exit 2); a failed rank (1)
-        click.echo(f"error: {e.format_message()}", err=True)
+        console.say(f"error: {e.format_message()}")
         sys.exit(e.exit_code if isinstance(e, RankFailed) else 2)
     except USER_ERRORS as e:
-        click.echo(f"error: {e}", err=True)
+        console.say(f"error: {error_text(e)}")
         sys.exit(2)
+    except BaseException as e:  # a bug, or Ctrl-C twice: the traceback as usual, and in RUN/log.txt
+        if not isinstance(e, SystemExit):
+            import traceback
+            console.log(traceback.format_exc().rstrip())
+        raise
+    finally:
+        console.end_command()
     sys.exit(code if isinstance(code, int) else 0)
 
 

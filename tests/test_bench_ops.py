@@ -1,9 +1,10 @@
-"""tools/bench_ops.py: recorded op signatures, the op timing runner, compiled reference, training-step timing, CLI."""
+"""stylegan_anime.opbench (tools/bench_ops.py): recorded op signatures, the op timing runner, compiled reference,
+training-step timing, CLI."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,13 +29,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture(scope="module")
 def bo():
-    name = "tools_bench_ops"
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "bench_ops.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop(name, None)
+    import stylegan_anime.opbench
+
+    return stylegan_anime.opbench
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +180,7 @@ def test_time_op_compiled_runs_torch_compile_of_the_reference(bo, tiny64, monkey
         compiled_what.append((fn, kwargs))
         return _counting(fn, compiled_calls)
 
-    monkeypatch.setattr(bo, "compile_fn", fake_compile)
+    monkeypatch.setattr(bo.timing, "compile_fn", fake_compile)
     monkeypatch.setattr(BA, "_bias_act_ref", _counting(orig_ba, eager_calls))
     patched_ba = BA._bias_act_ref
     t = bo.time_op(sig, ["compiled"], torch.device("cpu"), warmup=1, repeats=2, min_time=0)
@@ -203,7 +200,7 @@ def test_time_op_reports_na_instead_of_raising(bo, tiny64, monkeypatch):
             raise RuntimeError("backend exploded\nsecond line")
         return run
 
-    monkeypatch.setattr(bo, "compile_fn", broken)
+    monkeypatch.setattr(bo.timing, "compile_fn", broken)
     t = bo.time_op(sig, ["ref", "compiled"], torch.device("cpu"), warmup=0, repeats=1, min_time=0)
     assert t.ms["ref"] > 0
     assert t.ms["compiled"] is None and t.reasons["compiled"] == "backend exploded"
@@ -381,3 +378,15 @@ def test_cli_help_has_examples(bo, capsys):
     assert bo.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "python tools/bench_ops.py --quick" in out and "--json PATH" in out
+
+
+def test_script_is_a_thin_entry_to_the_package():
+    """`python tools/bench_ops.py` (from the repository root) runs stylegan_anime.opbench's main."""
+    script = REPO / "tools" / "bench_ops.py"
+    assert len(script.read_text().splitlines()) < 60
+    ok = subprocess.run([sys.executable, "tools/bench_ops.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0 and "usage: tools/bench_ops.py" in ok.stdout and "examples:" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, "tools/bench_ops.py", "--sizes", "96"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --sizes") and bad.stderr.count("\n") == 1

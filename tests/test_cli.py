@@ -78,7 +78,7 @@ def test_train_each_model_end_to_end(model, capsys, tmp_path):
     run_dir = next(tmp_path.iterdir())
     assert run_dir.name == f"00000-{model}-demo-64"
     assert list(run_dir.glob("events.out.tfevents.*"))
-    grid = Image.open(run_dir / "fakes-ema-000000kimg.png")
+    grid = Image.open(run_dir / "fakes-G-000000000.png")
     assert grid.size == (8 * 64, 8 * 64)
     ckpt = load_checkpoint(run_dir)
     assert ckpt["config"]["model"] == model and ckpt["progress"]["nimg"] >= 16
@@ -156,7 +156,7 @@ def test_stylegan2_is_the_default_model_and_trains_end_to_end(capsys, tmp_path):
     code, _, err = run(["train", "--data", "demo:32", "--outdir", str(tmp_path)] + tiny, capsys)
     assert code == 0, err
     run_dir = tmp_path / "00000-stylegan2-demo-64"
-    assert (run_dir / "fakes-ema_psi0.7-000000kimg.png").exists()
+    assert (run_dir / "fakes-ema_psi0.7-000000000.png").exists()
     ckpt = load_checkpoint(run_dir)
     assert ckpt["config"]["model_cfg"]["preset"] == "auto" and "pl_mean" in ckpt["recipe"]
     ev = EventAccumulator(str(run_dir)).Reload()

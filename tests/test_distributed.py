@@ -249,3 +249,76 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_iteration(tmp_path):
     it = -(-2 // every) * every  # the first agreement at or after iteration 2
     assert r0 == r1 == f"interrupted at {it} ckpt-{it * 8:09d}.pt every {every}"
     assert (checkpoint_dir(tmp_path / "run") / f"ckpt-{it * 8:09d}.pt").is_file()  # written by rank 0
+
+
+# ------------------------------------------------------------------ leaving the process group cleanly
+def _gloo_threads() -> list[str]:
+    """gloo's native threads still alive in this process (Linux: /proc/self/task/*/comm)."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return sorted(n for n in names if "gloo" in n)
+
+
+def _cli_worker(rank, world, port, outdir, log_dir, interrupt):
+    import signal
+    _env(rank, world, port)
+    sys.stderr = open(Path(log_dir) / f"cli{rank}.err", "w", buffering=1)
+    os.environ["STYLEGAN_ANIME_CACHE"] = str(Path(log_dir) / "cache")
+    if interrupt and rank == 1:  # Ctrl-C on rank 1 alone, after its second iteration
+        original = Trainer.step
+
+        def step_then_ctrl_c(self):
+            original(self)
+            if self.iteration == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+        Trainer.step = step_then_ctrl_c
+    from stylegan_anime.cli import main
+    try:
+        main(["train", "--data", "demo:16", "--model", "dcgan", "--dim", "4", "--batch", "8", "--kimg", "0.064",
+              "--no-progress", "--device", "cpu", "--metrics", "none", "--outdir", str(outdir)])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    # the group was destroyed in the command's finally: no gloo thread may live on into interpreter teardown,
+    # where tearing it down can abort the process (`terminate called without an active exception`)
+    (Path(log_dir) / f"cli{rank}.json").write_text(json.dumps({"code": code, "gloo_threads": _gloo_threads()}))
+    sys.exit(code)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to list threads")
+@pytest.mark.parametrize("interrupt", [False, True], ids=["clean", "ctrl-c-on-rank-1"])
+def test_every_rank_leaves_the_group_cleanly_with_the_runs_exit_code(tmp_path, interrupt):
+    codes = _launch(_cli_worker, 2, str(tmp_path / "runs"), str(tmp_path), interrupt, logs=tmp_path)
+    expected = 130 if interrupt else 0  # Ctrl-C on one rank: every rank stops, rank 0 saves, all exit 130
+    assert codes == [expected, expected], _errors(tmp_path)
+    for rank in (0, 1):
+        out = json.loads((tmp_path / f"cli{rank}.json").read_text())
+        assert out == {"code": expected, "gloo_threads": []}, (rank, out)
+    err0 = (tmp_path / "cli0.err").read_text()
+    from stylegan_anime.training.trainer import STOP_CHECK_EVERY
+    stopped = -(-2 // STOP_CHECK_EVERY) * STOP_CHECK_EVERY * 8 / 1000  # the first agreement at or after iteration 2
+    assert (f"interrupted at kimg {stopped:.2f}; checkpoint saved" if interrupt else "done: 0.064 kimg") in err0, err0
+    assert "Traceback" not in err0 + (tmp_path / "cli1.err").read_text()
+
+
+def test_the_launcher_exits_with_the_code_of_the_first_failed_process():
+    """torchrun exits 1 for any failure; `python -m stylegan_anime.launch` passes the run's own code through."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from stylegan_anime.launch import exit_code
+
+    def failed(*codes):
+        failures = {}
+        for rank, code in enumerate(codes):
+            f = ProcessFailure(local_rank=rank, pid=1000 + rank, exitcode=code, error_file="<N/A>")
+            f.timestamp = 100 + rank  # rank 0 failed first
+            failures[rank] = f
+        return ChildFailedError("stylegan_anime.cli", failures)
+
+    assert exit_code(failed(130, -15)) == 130  # interrupted; torchrun then stopped the slower rank with SIGTERM
+    assert exit_code(failed(3, 3)) == 3        # diverged
+    assert exit_code(failed(-9, 1)) == 137     # killed by SIGKILL

@@ -67,6 +67,8 @@ def test_protocol_end_to_end_then_resume_skips_finished(tmp_path):
         assert lines and lines[-1]["train_s"] >= 3.0  # stopped by the training-time budget
         assert (log / "grids" / f"{name}.png").stat().st_size > 0
     assert (log / "compare.png").exists() and "a" in (log / "summary.txt").read_text()
+    points = (log / "points.md").read_text().splitlines()
+    assert points[0].startswith("| model | training min | kimg") and sum(p.startswith("| a |") for p in points) >= 2
     assert (log / "commands.txt").read_text().count("--minutes 0.05") == 2
     again = _script(*args)
     assert again.returncode == 0 and again.stderr.count("finished earlier") == 2

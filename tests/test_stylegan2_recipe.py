@@ -30,6 +30,23 @@ def test_auto_and_paper_presets():
     assert resolve(StyleGAN2Config(gamma=3.0, map_layers=4), 64).gamma == 3.0  # a flag beats the preset
 
 
+
+def test_cpu_preset():
+    """The measured CPU preset (docs/quality.md): narrow widths, no path length, no mixing; a flag still wins."""
+    cpu = resolve(StyleGAN2Config(preset="cpu"), 64)
+    assert (cpu.channel_base, cpu.channel_max, cpu.map_layers) == (1024, 64, 2)
+    assert cpu.pl_weight == 0 and cpu.style_mixing == 0
+    assert cpu.gamma == pytest.approx(0.0002 * 64 ** 2 / 16) and cpu.lr == 0.0025
+    assert cpu.batch == 16 and cpu.ema_kimg == pytest.approx(16 * 10 / 32) and cpu.ema_rampup == 0.05
+    assert resolve(StyleGAN2Config(preset="cpu", pl_weight=2.0, channel_max=32), 64).pl_weight == 2.0
+    r = tiny(preset="cpu", channel_base=None, channel_max=None, z_dim=512, w_dim=512)
+    assert [p.name for p in r.phases] == ["G", "D", "Dreg"]  # no path-length phase
+    channels = {b.resolution: b.out_channels for b in r.nets["G"].synthesis.children()}
+    assert channels == {4: 64, 8: 64, 16: 64, 32: 32, 64: 16}
+    for preset in ("auto", "paper", "cpu"):  # every preset fills every None field
+        assert None not in dataclasses.astuple(resolve(StyleGAN2Config(preset=preset), 128))
+    assert StyleGAN2.resolve_config(StyleGAN2Config(preset="cpu"), 64) == cpu  # what config.json stores
+
 def test_lazy_regularisation_adjusts_optimisers_and_phases():
     r = tiny()
     g, d = r.opts["G"].param_groups[0], r.opts["D"].param_groups[0]

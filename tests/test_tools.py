@@ -410,8 +410,9 @@ def _run_script(name: str, argv: list[str], capsys) -> tuple[int, str, str]:
     return e.value.code, out, err
 
 
-@pytest.mark.parametrize("name,argv", [("interpolate", []), ("figures", []), ("figures", ["style-mixing"]),
-                                       ("figures", ["truncation"]), ("compare", [])])
+@pytest.mark.parametrize("name,argv", [("interpolate", []), ("make_figures", []),
+                                       ("make_figures", ["style-mixing"]), ("make_figures", ["truncation"]),
+                                       ("compare_runs", [])])
 def test_script_help_and_bad_flag(name, argv, capsys):
     code, out, _ = _run_script(name, argv + ["--help"], capsys)
     assert code == 0 and "Usage:" in out and "Example" in out
@@ -428,11 +429,11 @@ def test_scripts_report_bad_input_in_one_line(runs, tmp_path, capsys):
         ("interpolate", ["--checkpoint", str(runs["dcgan"]), "--seeds", "0,1", "--grid", "2x0",
                          "--output", str(tmp_path / "a.mp4")]),
         ("interpolate", ["--checkpoint", str(tmp_path / "nope"), "--seeds", "0,1", "--output", str(tmp_path / "a.mp4")]),
-        ("figures", ["truncation", "--checkpoint", str(runs["dcgan"]), "--seeds", "0-2", "--output",
-                     str(tmp_path / "t.png")]),
-        ("figures", ["style-mixing", "--checkpoint", str(runs["stylegan2"]), "--rows", "1", "--cols", "2",
-                     "--styles", "0-99", "--output", str(tmp_path / "m.png")]),
-        ("compare", [str(tmp_path)]),
+        ("make_figures", ["truncation", "--checkpoint", str(runs["dcgan"]), "--seeds", "0-2", "--output",
+                          str(tmp_path / "t.png")]),
+        ("make_figures", ["style-mixing", "--checkpoint", str(runs["stylegan2"]), "--rows", "1", "--cols", "2",
+                          "--styles", "0-99", "--output", str(tmp_path / "m.png")]),
+        ("compare_runs", [str(tmp_path)]),
     ]
     for name, argv in cases:
         code, out, err = _run_script(name, argv + ["--no-progress"] if name == "interpolate" else argv, capsys)
@@ -443,13 +444,13 @@ def test_scripts_report_bad_input_in_one_line(runs, tmp_path, capsys):
 
 
 def test_figures_and_compare_scripts_run(runs, tmp_path, capsys):
-    code, _, err = _run_script("figures", ["style-mixing", "--checkpoint", str(runs["stylegan2"]), "--rows", "1,2",
-                                           "--cols", "3-5", "--device", "cpu", "--output", str(tmp_path / "m.png")],
-                               capsys)
+    code, _, err = _run_script("make_figures", ["style-mixing", "--checkpoint", str(runs["stylegan2"]),
+                                                "--rows", "1,2", "--cols", "3-5", "--device", "cpu",
+                                                "--output", str(tmp_path / "m.png")], capsys)
     assert code == 0 and "wrote" in err
     with Image.open(tmp_path / "m.png") as im:
         assert im.size == (4 * RES, 3 * RES)
-    code, out, _ = _run_script("compare", [str(runs["dcgan"]), str(runs["stylegan2"]), "--no-progress"], capsys)
+    code, out, _ = _run_script("compare_runs", [str(runs["dcgan"]), str(runs["stylegan2"]), "--no-progress"], capsys)
     assert code == 0 and runs["dcgan"].name in out and runs["stylegan2"].name in out
 
 
@@ -466,7 +467,7 @@ def test_interpolate_script_end_to_end(runs, tmp_path, capsys):
 
 def test_scripts_as_programs():
     """The scripts run as plain programs (`python tools/x.py`); --help needs no torch, so it is quick."""
-    for name in ("interpolate", "figures", "compare"):
+    for name in ("interpolate", "make_figures", "compare_runs"):
         script = str(REPO / "tools" / f"{name}.py")
         ok = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=60)
         assert ok.returncode == 0 and "Examples:" in ok.stdout, ok.stderr

@@ -8,11 +8,15 @@ A *pack* is a directory holding
 
 Packs are built in a hidden temp directory beside the target and moved into place with
 ``os.replace`` only when complete, so an interrupted build never leaves a pack that looks valid.
+The builder holds an flock on ``.lock`` inside its temp directory; temp directories of killed builds
+(lock free, or no lock file and untouched for ``STALE_TEMP_S``) are removed by the next build.
 :func:`open_dataset` keeps one pack per (source, content, size) in a cache directory and reuses it
 while the source is unchanged; :func:`prepare_dataset` builds one at an explicit location.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import importlib
 import itertools
@@ -23,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
 import zlib
 from collections import deque
@@ -47,6 +52,9 @@ CACHE_ENV = "STYLEGAN_ANIME_CACHE"
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "stylegan-anime")
 DEMO_SEED = 0
 INLINE_THRESHOLD = 256  # sources smaller than this are decoded in-process, without a Pool
+TEMP_LOCK = ".lock"  # inside a build's temp directory, flocked by the live builder
+STALE_TEMP_S = 6 * 3600  # a temp directory without a lock file is stale after this long untouched
+_TEMP_DIR = re.compile(r"^\.(?P<base>.+)\.(?P<kind>tmp|old)-[A-Za-z0-9_]+$")
 
 Warn = Callable[[str], None]
 
@@ -107,6 +115,7 @@ def open_dataset(
             return ds
     plan = _plan(spec, size, labels)
     root = os.path.abspath(os.path.expanduser(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR))
+    remove_stale_temps(root)  # the cache is ours: leftovers of any killed build go
     target = os.path.join(root, plan.cache_name)
     if is_packed_dir(target):
         try:
@@ -405,7 +414,13 @@ def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: 
     if plan.labels_file is not None:  # parse before decoding: a malformed file fails fast
         from .labels import load_labels  # noqa: PLC0415
         file_labels, report = load_labels(plan.labels_file, plan.names)  # [count, 2], aligned with names
+    remove_stale_temps(parent, os.path.basename(target))
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    try:
+        lock_fd = _lock_temp(tmp)  # held until the pack is in place: a live build is never taken for a stale one
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         kept, skipped, labels = _fill(plan, os.path.join(tmp, IMAGES_FILE), count, workers, progress, warn)
         if file_labels is not None:  # rows of the skipped (unreadable) images go with them
@@ -432,10 +447,13 @@ def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: 
             json.dump(meta, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
+        os.unlink(os.path.join(tmp, TEMP_LOCK))  # not part of the pack (the open fd keeps the lock)
         _install(tmp, target, replace_existing)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock_fd)
     if skipped:
         examples = ", ".join(skipped[:3])
         warn(f"skipped {len(skipped)} unreadable files in {plan.label} (e.g. {examples})")
@@ -512,6 +530,73 @@ def _prune_superseded(root: str, plan: _Plan) -> None:
     for name in os.listdir(root):
         if name.startswith(prefix) and name != plan.cache_name:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def remove_stale_temps(parent: str, base: str | None = None) -> list[str]:
+    """Delete the temp directories of killed pack builds in ``parent`` (only those of target ``base`` when
+    given): a ``.NAME.tmp-*`` whose ``.lock`` nobody holds (its builder died), or that has no lock file and was
+    untouched for STALE_TEMP_S; and a ``.NAME.old-*`` untouched for a minute (a replaced pack whose deletion
+    was cut short; a fresh one may be an empty name that ``_install`` is about to use).
+    A build in progress holds its lock and is left alone. Returns the removed paths."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMP_DIR.match(name)
+        path = os.path.join(parent, name)
+        if m is None or (base is not None and m.group("base") != base) or not os.path.isdir(path) \
+                or os.path.islink(path):
+            continue
+        if not (_temp_is_stale(path) if m.group("kind") == "tmp" else _untouched_for(path) > 60):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed
+
+
+def _lock_temp(tmp: str) -> int:
+    """Lock a fresh build directory: the lock file gets its name only once locked, so a cleaner never finds it
+    unlocked (until then the directory is protected by its age)."""
+    new = os.path.join(tmp, TEMP_LOCK + ".new")
+    fd = os.open(new, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # no flock on this file system: the age rule still protects a live build
+        pass
+    os.replace(new, os.path.join(tmp, TEMP_LOCK))
+    return fd
+
+
+def _temp_is_stale(path: str) -> bool:
+    lock = os.path.join(path, TEMP_LOCK)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:  # killed before it took the lock, or a build of an older version: by age
+        return _untouched_for(path) > STALE_TEMP_S
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False  # a live builder holds it
+        return _untouched_for(path) > STALE_TEMP_S  # no flock here
+    finally:
+        os.close(fd)
+    return True
+
+
+def _untouched_for(path: str) -> float:
+    """Seconds since the directory or anything directly in it was last modified."""
+    try:
+        newest = max([os.stat(path).st_mtime] + [e.stat().st_mtime for e in os.scandir(path)])
+    except OSError:
+        return 0.0
+    return time.time() - newest
 
 
 # --------------------------------------------------------------------------- small helpers

@@ -121,7 +121,8 @@ def _quiet(_line: str) -> None:
 
 def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_gen: int | Mapping[str, int] | None = None,
              device="cpu", inception_path=None, progress: bool = True, cache_dir=None, warn: Warn = print,
-             batch_size: int = 64, seed: int = 0, group: Group | None = None) -> dict[str, float]:
+             batch_size: int = 64, seed: int = 0, group: Group | None = None,
+             desc: str = "generating images") -> dict[str, float]:
     """Score generated images against ``dataset`` (a PackedDataset: ``.images`` uint8 [N,H,W,3], ``.meta``).
 
     ``generate_fn(n)`` returns the next ``n`` generated images, uint8 numpy ``[n,H,W,3]`` (images of
@@ -133,6 +134,9 @@ def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_ge
     which must return images ``start ... start+n-1`` of the one sequence every rank agrees on. Rank 0
     gathers the features, computes the real statistics and the scores, and every rank returns them:
     the values equal those of one process generating the same sequence.
+
+    ``progress``: bars on stderr, labelled ``desc`` for the generated images (``evaluate_folder``: "reading
+    FOLDER") and "reading reals" for the real images.
 
     Returns ``{name: value}`` in request order: ``fid*`` and ``kid`` (raw MMD^2), ``afd`` in [0,1],
     and for ``swd`` the mean ``swd`` plus ``swd/<level size>`` (all x1e3).  Unavailable metrics are
@@ -184,7 +188,7 @@ def evaluate(metrics: Iterable[str], generate_fn: GenerateFn, dataset, *, num_ge
     state: dict = {}
     start = rank * batch_size
     mine = sum(min(batch_size, total - s) for s in range(start, total, batch_size * world))
-    with tqdm(total=mine, desc="generating", unit="img", disable=not progress or rank != 0, leave=False,
+    with tqdm(total=mine, desc=desc, unit="img", disable=not progress or rank != 0, leave=False,
               file=sys.stderr) as bar:
         while start < total:
             n = min(batch_size, total - start)
@@ -246,8 +250,11 @@ def _scores(names, counts, feats, swd_fake, afd_found, dataset, inception, cache
         elif spec.kind == "swd":
             swd_real = SWDAccumulator(resolution, seed=seed, device=device)
             idx = real_subset(num_real_total, n)
-            for b in real_batches(dataset, idx, batch_size):
-                swd_real.add(b)
+            with tqdm(total=len(idx), desc="reading reals", unit="img", disable=not progress, leave=False,
+                      file=sys.stderr) as bar:
+                for b in real_batches(dataset, idx, batch_size):
+                    swd_real.add(b)
+                    bar.update(len(b))
             results.update(swd_from_accumulators(swd_real, swd_fake, seed=seed, device=device))
         elif spec.kind == "afd":
             results[m] = afd_found / n
@@ -268,7 +275,8 @@ def _real_inception(names, counts, dataset, inception, num_real_total, cache_dir
         if pool.get("n", 0) < n:
             idx = real_subset(num_real_total, max(n for _, n in wanted))
             st = feature_stats(real_batches(dataset, idx, batch_size), inception, batch_size=batch_size,
-                               keep_features=len(idx), progress=progress, total=len(idx), desc="real features")
+                               keep_features=len(idx), progress=progress, total=len(idx),
+                               desc="reading reals (Inception features)")
             pool.update(n=len(idx), features=st["features"])
         return pool["features"][:n]
 
@@ -344,4 +352,5 @@ def evaluate_folder(metrics: Iterable[str], folder, dataset, *, num_gen: int | M
         pos += len(out)
         return np.stack(out) if out else np.zeros((0, resolution, resolution, 3), np.uint8)
 
+    kwargs.setdefault("desc", f"reading {folder}")
     return evaluate(names, read, dataset, num_gen=counts, warn=warn, **kwargs)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..training.config import ConfigError
 from ..training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 from .discriminator import Discriminator
 from .generator import Generator
@@ -40,50 +41,53 @@ def _f(default, help, **meta):
 
 @dataclass
 class StyleGAN2Config(RecipeConfig):
-    batch: int = _f(32, "global batch size (images per optimiser step)")
-    ema_kimg: float | None = _f(None, "G_ema half-life in kimg [preset auto/paper: batch * 10 / 32]")
-    ema_rampup: float | None = _f(None, "EMA ramp-up ratio [preset auto: 0.05, paper: off]")
+    batch: int | None = _f(None, "global batch size (images per optimiser step) [preset auto/paper: 32, cpu: 16]",
+                           min=1)
+    ema_kimg: float | None = _f(None, "G_ema half-life in kimg [preset auto/paper: batch * 10 / 32]", min=0)
+    ema_rampup: float | None = _f(None, "EMA ramp-up ratio [preset auto: 0.05, paper: off]", min=0)
     preset: str = _f("auto", "StyleGAN2 preset filling every value left unset", choices=PRESETS)
-    z_dim: int = _f(512, "latent size (z ~ N(0, I))")
-    w_dim: int = _f(512, "intermediate latent (W) size")
-    map_layers: int | None = _f(None, "mapping network depth [preset auto: 2, paper: 8]")
+    z_dim: int = _f(512, "latent size (z ~ N(0, I))", min=1)
+    w_dim: int = _f(512, "intermediate latent (W) size", min=1)
+    map_layers: int | None = _f(None, "mapping network depth [preset auto: 2, paper: 8]", min=1)
     channel_base: int | None = _f(None, "channels at resolution r = min(channel_base / r, channel_max) "
-                                        "[preset auto/paper: 16384]")
-    channel_max: int | None = _f(None, "maximum channels per layer [preset auto/paper: 512]")
-    num_fp16_res: int = _f(4, "run the top N resolutions in reduced precision (0: all fp32)")
+                                        "[preset auto/paper: 16384]", min=1)
+    channel_max: int | None = _f(None, "maximum channels per layer [preset auto/paper: 512]", min=1)
+    num_fp16_res: int = _f(4, "run the top N resolutions in reduced precision (0: all fp32)", min=0)
     fp16_dtype: str = _f("float16", "reduced-precision dtype of those layers", choices=("float16", "bfloat16"))
-    conv_clamp: float = _f(256.0, "clamp conv outputs to +-N (keeps reduced precision finite)")
-    lr: float | None = _f(None, "learning rate of G and D before lazy adjustment [0.0025]")
-    beta1: float = _f(0.0, "Adam beta1 (both networks)")
-    beta2: float = _f(0.99, "Adam beta2 (both networks)")
-    gamma: float | None = _f(None, "R1 weight [preset auto: 0.0002 * res^2 / batch, paper: 10]")
-    r1_interval: int = _f(16, "lazy R1: every N iterations")
-    pl_weight: float | None = _f(None, "path-length penalty weight (0: off) [preset auto/paper: 2]")
-    pl_interval: int = _f(4, "lazy path-length regularisation: every N iterations")
-    pl_decay: float = _f(0.01, "decay of the running path-length mean")
-    pl_batch_shrink: int = _f(2, "path-length batch = batch-gpu / N")
-    style_mixing: float | None = _f(None, "probability of style mixing per batch [preset auto/paper: 0.9]")
-    mbstd_group: int = _f(4, "minibatch-stddev group size")
-    grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid")
+    conv_clamp: float = _f(256.0, "clamp conv outputs to +-N (keeps reduced precision finite; 0: off)", min=0)
+    lr: float | None = _f(None, "learning rate of G and D before lazy adjustment [0.0025]", min_exclusive=0)
+    beta1: float = _f(0.0, "Adam beta1 (both networks)", min=0, max_exclusive=1)
+    beta2: float = _f(0.99, "Adam beta2 (both networks)", min=0, max_exclusive=1)
+    gamma: float | None = _f(None, "R1 weight [preset auto: 0.0002 * res^2 / batch, paper: 10]", min=0)
+    r1_interval: int = _f(16, "lazy R1: every N iterations", min=1)
+    pl_weight: float | None = _f(None, "path-length penalty weight (0: off) [preset auto/paper: 2]", min=0)
+    pl_interval: int = _f(4, "lazy path-length regularisation: every N iterations", min=1)
+    pl_decay: float = _f(0.01, "decay of the running path-length mean", min_exclusive=0, max=1)
+    pl_batch_shrink: int = _f(2, "path-length batch = batch-gpu / N", min=1)
+    style_mixing: float | None = _f(None, "probability of style mixing per batch [preset auto/paper: 0.9]",
+                                     min=0, max=1)
+    mbstd_group: int = _f(4, "minibatch-stddev group size", min=1)
+    grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid", min=0, max=1)
     cond: bool = _f(False, "condition on the data's tags (hair/eye): one-hot embedding into the mapping network "
                            "and a projection discriminator")
 
 
 # What each preset gives the fields left at None. gamma and ema_kimg may be functions of (resolution, batch).
-_AUTO = dict(map_layers=2, channel_base=16384, channel_max=512, lr=0.0025, pl_weight=2.0, style_mixing=0.9,
+_AUTO = dict(batch=32, map_layers=2, channel_base=16384, channel_max=512, lr=0.0025, pl_weight=2.0, style_mixing=0.9,
              gamma=lambda res, batch: 0.0002 * res ** 2 / batch, ema_kimg=lambda res, batch: batch * 10 / 32,
              ema_rampup=0.05)
 PRESET_VALUES = {
     "auto": _AUTO,
     "paper": {**_AUTO, "map_layers": 8, "gamma": 10.0, "ema_rampup": 0.0},
-    "cpu": {**_AUTO, "channel_base": 1024, "channel_max": 64, "pl_weight": 0.0, "style_mixing": 0.0},
+    "cpu": {**_AUTO, "batch": 16, "channel_base": 1024, "channel_max": 64, "pl_weight": 0.0, "style_mixing": 0.0},
 }
 
 
 def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
     """Fill every None with the preset's value for this resolution."""
     values = PRESET_VALUES[cfg.preset]
-    filled = {k: v(resolution, cfg.batch) if callable(v) else v for k, v in values.items() if getattr(cfg, k) is None}
+    batch = cfg.batch if cfg.batch is not None else values["batch"]  # gamma and ema_kimg depend on it
+    filled = {k: v(resolution, batch) if callable(v) else v for k, v in values.items() if getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **filled)
 
 
@@ -150,6 +154,24 @@ class StyleGAN2(Recipe):
     @classmethod
     def needs_labels(cls, cfg: StyleGAN2Config) -> bool:
         return bool(cfg.cond)
+
+    @classmethod
+    def resolve_config(cls, cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
+        return resolve(cfg, resolution)
+
+    @classmethod
+    def check(cls, cfg: StyleGAN2Config, resolution: int) -> None:
+        """The widths give channels at every resolution 4 ... `resolution`: min(channel_base // r, channel_max)
+        >= 1, naming the flag (or preset value) at fault."""
+        full = resolve(cfg, resolution)
+        res = 4
+        while res <= resolution:
+            if full.channel_base // res < 1:
+                raise ConfigError(f"--channel-base {full.channel_base} gives no channels at {res} px (channels = "
+                                  f"channel_base / r); it must be at least {resolution} for --size {resolution}")
+            if min(full.channel_base // res, full.channel_max) < 1:
+                raise ConfigError(f"--channel-max {full.channel_max} gives no channels at {res} px; it must be >= 1")
+            res *= 2
 
     def __init__(self, cfg: StyleGAN2Config, resolution: int, device: torch.device,
                  label_names: dict | None = None):

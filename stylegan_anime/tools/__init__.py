@@ -43,10 +43,20 @@ def run_click(command, argv: list[str] | None = None, prog_name: str | None = No
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(2)
-    except (ValueError, OSError) as e:  # ConfigError and CheckpointError are ValueErrors
-        click.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
+    except (ValueError, OSError) as e:  # ConfigError, CheckpointError and WriteError are ValueErrors
+        click.echo(f"error: {error_line(e)}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def error_line(e: BaseException) -> str:
+    """One line for `error: ...`: the first non-blank line of the message, else the exception's type name
+    (`EOFError()` has no message; a message may start with a newline)."""
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the error report
+        text = ""
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
 
 
 # The tools, imported on first use (PEP 562) so that `--help` of the scripts does not load torch.
@@ -59,7 +69,7 @@ _EXPORTS = {
     "Submission": "submission", "write_submission": "submission",
 }
 
-__all__ = sorted([*_EXPORTS, "has_w_space", "run_click"])
+__all__ = sorted([*_EXPORTS, "error_line", "has_w_space", "run_click"])
 
 
 def __getattr__(name: str):

@@ -3,7 +3,8 @@ the same training-time points, then compared (table, curves against kimg and hou
 
     entries   'dcgan', 'wgan-gp', or 'NAME=MODEL --flag value ...' (e.g. 'stylegan2-cpu=stylegan2 --preset cpu')
     logdir/   one folder per entry holding its run (and train.log), then
-              summary.txt (the compare table), summary.json, compare.png, grids/NAME.png, commands.txt
+              summary.txt (the compare table), summary.json, points.md (every evaluation by training
+              minute, a Markdown table), compare.png, grids/NAME.png, commands.txt
 
 Every entry is one `stylegan-anime train --resume auto --outdir logdir/NAME --minutes M --metrics-minutes E`:
 a fresh start the first time, the continuation of its own checkpoint after an interruption, so running the
@@ -144,6 +145,12 @@ def _run_dir(logdir: Path, entry: Entry) -> Path | None:
     return runs[-1] if runs else None
 
 
+def _grid_nimg(path: Path) -> tuple[int, str]:
+    """A grid's images shown: fakes-TAG-000000512.png (nimg), or fakes-TAG-000020kimg.png of older runs."""
+    m = re.search(r"-(\d+)(kimg)?\.png$", path.name)
+    return (int(m[1]) * (1000 if m[2] else 1) if m else -1), path.name
+
+
 def summarize(entries: Sequence[Entry], logdir: str | os.PathLike, say=print) -> Path | None:
     """The compare table (summary.txt, summary.json), the curves (compare.png) and the newest G_ema grid of
     every entry that has a run (grids/NAME.png). Returns the table's path, None when no entry has a run."""
@@ -158,15 +165,37 @@ def summarize(entries: Sequence[Entry], logdir: str | os.PathLike, say=print) ->
         row["entry"] = e.name
     table = format_table(rows)
     (logdir / "summary.txt").write_text(table + "\n")
+    (logdir / "points.md").write_text(points_table([(e.name, r) for e, r in found]) + "\n")
     (logdir / "summary.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     plot_runs(runs, logdir / "compare.png")
     grids = logdir / "grids"
     grids.mkdir(exist_ok=True)
     for e, r in found:
-        pngs = sorted(r.glob("fakes-ema-*.png")) or sorted(r.glob("fakes-G-*.png"))
+        pngs = sorted(r.glob("fakes-ema-*.png"), key=_grid_nimg) or sorted(r.glob("fakes-G-*.png"), key=_grid_nimg)
         pngs = [p for p in pngs if "psi" not in p.name] or pngs
         if pngs:
             shutil.copyfile(pngs[-1], grids / f"{e.name}.png")
     say(table)
-    say(f"wrote {logdir / 'summary.txt'}, {logdir / 'compare.png'}, {grids}/")
+    say(f"wrote {logdir / 'summary.txt'}, {logdir / 'points.md'}, {logdir / 'compare.png'}, {grids}/")
     return logdir / "summary.txt"
+
+
+def points_table(runs: Sequence[tuple[str, Path]]) -> str:
+    """Every evaluation of every run as Markdown rows: entry, training minutes, kimg, CPU minutes, metrics."""
+    lines = []
+    for name, run in runs:
+        file = run / "metrics.jsonl"
+        if file.exists():
+            lines += [(name, json.loads(x)) for x in file.read_text().splitlines() if x.strip()]
+    if not lines:
+        return "(no evaluations yet)"
+    skip = {"kimg", "wall_s", "train_s", "maintenance_s", "cpu_s"}
+    metrics = sorted({k for _, d in lines for k in d if k not in skip and "/" not in k})
+    head = ["model", "training min", "kimg", "CPU min", *metrics]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d in lines:
+        t = d.get("train_s", d.get("wall_s", float("nan")))
+        cells = [name, f"{t / 60:.1f}", f"{d['kimg']:.1f}", f"{d.get('cpu_s', float('nan')) / 60:.1f}"]
+        cells += [f"{d[m]:.4g}" if m in d else "-" for m in metrics]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)

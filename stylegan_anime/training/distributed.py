@@ -52,6 +52,12 @@ def init_from_env(device: str = "auto", timeout_min: float = 10.0) -> Dist:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
+        # torch.distributed.nn's functions take `group=group.WORLD` as a default argument, evaluated on import. It
+        # is imported lazily (torch.optim -> torch._dynamo) when the first optimiser is built; after this call the
+        # default would hold the live group forever, destroy_process_group() could not free it, and gloo's threads
+        # would run on into interpreter teardown (a rare `terminate called without an active exception` at exit).
+        # Imported now, the default is None.
+        import torch.distributed.nn as _  # noqa: F401  (`as`: no local name `torch` in this function)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
                                 timeout=datetime.timedelta(minutes=timeout_min))
     return Dist(rank=rank, world=world, local_rank=local_rank)

@@ -29,13 +29,15 @@ from torch import nn
 class RecipeConfig:
     """Hyperparameters every recipe has. Subclass per model; each field becomes a CLI flag (`--lr-d`).
 
-    Field metadata: `help` (str, shown in --help), optional `choices` (tuple of str).
+    Field metadata: `help` (str, shown in --help), optional `choices` (tuple of str), and for every numeric
+    field its range (`min`, `min_exclusive`, `max`, `max_exclusive`; see training/config.py RANGE_KEYS),
+    checked by `validate_fields` before anything is written.
     """
 
-    batch: int = field(default=64, metadata={"help": "global batch size (images per optimiser step)"})
-    ema_kimg: float = field(default=0.0, metadata={"help": "half-life of the G EMA in kimg (0: G_ema = G)"})
+    batch: int = field(default=64, metadata={"help": "global batch size (images per optimiser step)", "min": 1})
+    ema_kimg: float = field(default=0.0, metadata={"help": "half-life of the G EMA in kimg (0: G_ema = G)", "min": 0})
     ema_rampup: float = field(
-        default=0.0, metadata={"help": "EMA ramp-up: half-life at most rampup x kimg seen so far (0: off)"}
+        default=0.0, metadata={"help": "EMA ramp-up: half-life at most rampup x kimg seen so far (0: off)", "min": 0}
     )
 
 
@@ -80,6 +82,12 @@ class Recipe:
         """Whether this configuration is conditional (a recipe may be conditional only by a flag)."""
         return cls.conditional
 
+    @classmethod
+    def check(cls, cfg: RecipeConfig, resolution: int) -> None:
+        """Cross-field checks of a configuration whose fields are each within their declared ranges (e.g.
+        StyleGAN2: the widths give channels at every resolution): ConfigError naming the flag to change.
+        Called by training.config.validate before anything is written; the default checks nothing."""
+
     def __init__(self, cfg: RecipeConfig, resolution: int, device: torch.device):
         self.cfg = cfg
         self.resolution = resolution
@@ -88,6 +96,11 @@ class Recipe:
         self.opts: dict[str, torch.optim.Optimizer] = {}
         self.phases: list[Phase] = []
         self.z_dim: int = 0
+
+    @classmethod
+    def resolve_config(cls, cfg: RecipeConfig, resolution: int) -> RecipeConfig:
+        """The config with every value a preset decides filled in: what config.json and checkpoints store."""
+        return cfg
 
     # --- sampling (used by the trainer's grids, `generate` and the tools) ---------------------------
     def generate(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> torch.Tensor:

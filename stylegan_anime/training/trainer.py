@@ -6,7 +6,8 @@
     mixed precision torch.autocast (bf16 / fp16); fp16 adds a GradScaler per network
     safety          a step whose gradients are not finite is skipped (counted in Progress/skipped_steps)
     EMA of G        half-life ema_kimg, optional ramp-up; BatchNorm buffers are copied
-    output          TensorBoard scalars + grids, PNG grids, checkpoints (periodic, final, on Ctrl-C/SIGTERM)
+    output          TensorBoard scalars + grids, PNG grids, checkpoints (periodic, final, on Ctrl-C/SIGTERM),
+                    status lines and RUN/log.txt; a closed terminal or pipe never stops a run (console.py)
     time            train_s counts the seconds of training iterations only; evaluation, grids and checkpoints go to
                     maintenance_s (cpu_s: the process's CPU seconds of training). --minutes stops and
                     --metrics-minutes evaluates on train_s, so runs compare at equal training time
@@ -21,6 +22,7 @@ import copy
 import json
 import math
 import signal
+import sys
 import time
 from dataclasses import asdict as dataclasses_asdict
 from pathlib import Path
@@ -33,7 +35,8 @@ from ..data.sampler import BatchSampler
 from ..imageio_utils import make_grid, save_image, to_uint8
 from ..models import get_recipe
 from .augment import DiffAugment
-from .checkpoint import save_checkpoint
+from . import console
+from .checkpoint import save_checkpoint, writing
 from .config import TrainConfig
 from .distributed import Dist, all_reduce_mean_, barrier
 from .monitor import Monitor
@@ -41,6 +44,24 @@ from .recipe import Batch, Phase, Recipe, set_requires_grad
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 STOP_CHECK_EVERY = 4  # under torchrun, ranks agree on Ctrl-C and train_s every N iterations (an all-reduce + host sync)
+EXPLODED = 1e4  # |mean loss| or max |weight| above this (still finite) at a scalar flush: the "exploding" warning
+WARN_EVERY_S = 60.0  # skipped-step and exploding warnings: the first at once, then at most one a minute
+
+
+class Diverged(Exception):
+    """Training stopped: cfg.max_skipped iterations in a row had (at least half of) their optimiser steps skipped
+    for non-finite gradients. Nothing was saved over the last good checkpoint (`last_good`, None if none)."""
+
+    def __init__(self, kimg: float, streak: int, last_good: Path | None, amp: str):
+        fp16 = ("fp16 overflow (--amp fp16 without a conv clamp: try --amp bf16)" if amp == "fp16" else
+                "with --amp fp16, overflow without a conv clamp (try --amp bf16)")
+        super().__init__(
+            f"training diverged at kimg {kimg:.2f}: {streak} iterations in a row had at least half of their "
+            f"optimiser steps skipped for non-finite (NaN/inf) gradients; nothing new was saved.\n"
+            f"likely causes: a learning rate too high (--lr, --lr-g, --lr-d), too strong a regulariser (--gamma), "
+            f"or {fp16}; start a new run with lower values.\n"
+            f"last good checkpoint: {last_good if last_good is not None else 'none (diverged before the first one)'}")
+        self.kimg, self.streak, self.last_good = kimg, streak, last_good
 
 
 class Interrupted(Exception):
@@ -122,6 +143,13 @@ class Trainer:
         self.nimg = 0
         self.iteration = 0
         self._skipped, self._skipped_device = 0, None  # see the `skipped` property
+        # Divergence watch (see _check_skipped): this iteration's optimiser steps and how many were skipped (a
+        # device tensor on the fused path), and the run of consecutive iterations with at least half skipped.
+        self._iter_steps, self._iter_skipped, self._iter_skipped_device = 0, 0, None
+        self._streak: int | torch.Tensor = 0
+        self._skipped_reported = 0  # skipped steps already reported on the console
+        self._warned_at: dict[str, float] = {}  # kind of warning -> when it was last printed (_warn_clock)
+        self._warn_clock = time.monotonic  # tests replace it
         self.train_s = 0.0  # seconds of training iterations (carried across resumes), see _maintenance
         self.maintenance_s = 0.0  # seconds of evaluation, grids and checkpoints
         self.cpu_s = 0.0  # this process's CPU seconds during training iterations
@@ -172,6 +200,7 @@ class Trainer:
         grads = [p.grad for p in net.parameters() if p.grad is not None]
         all_reduce_mean_(grads, self.dist.world)  # one gradient sync per step, after the last round
         scaler.unscale_(opt)
+        self._iter_steps += bool(grads)
         if grads and _skips_on_device(opt, scaler, phase):
             # A fused optimiser takes the verdict as a device tensor and leaves weights, moments and its
             # step count alone when it is 1: no host sync, so the CPU keeps queueing the next phase's kernels.
@@ -182,12 +211,14 @@ class Trainer:
             finally:
                 del opt.grad_scale, opt.found_inf
             self._skipped_device = bad if self._skipped_device is None else self._skipped_device + bad
+            self._iter_skipped_device = bad if self._iter_skipped_device is None else self._iter_skipped_device + bad
             return
         finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
         if finite:
             scaler.step(opt)
         else:
             self._skipped += 1
+            self._iter_skipped += 1
             opt.zero_grad(set_to_none=True)
         scaler.update()
         if finite and phase.after_step is not None:
@@ -216,6 +247,7 @@ class Trainer:
         due = [p for p in self.recipe.phases if self.iteration % p.interval == 0]
         needs = max((p.repeats for p in due if p.needs_reals), default=0)
         real_batches = []
+        self._iter_steps, self._iter_skipped, self._iter_skipped_device = 0, 0, None
         for _ in range(needs):  # repeat k of every phase shares real batch k
             x, c = self.sampler.sample(self.cfg.batch, part=(self.dist.rank, self.dist.world))
             real_batches.append((list(x.split(self.batch_gpu)), None if c is None else list(c.split(self.batch_gpu))))
@@ -223,6 +255,7 @@ class Trainer:
             for k in range(phase.repeats):
                 reals, labels = real_batches[k] if phase.needs_reals else (None, None)
                 self.run_phase(phase, reals, labels)
+        self._count_streak()
         shown = needs * self.cfg.batch
         self.nimg += shown
         self.iteration += 1
@@ -252,10 +285,15 @@ class Trainer:
         cfg = self.cfg
         total = int(round(cfg.kimg * 1000))
         main = self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-            self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress)
+        console.guard_std_streams()  # a closed terminal or pipe never stops the run (see console.py)
+        if main:  # a read-only or full output folder: WriteError (one line), see checkpoint.writing
+            with writing(self.run_dir / "config.json"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            with writing(self.run_dir):
+                self.monitor = Monitor(self.run_dir, cfg.kimg, self.nimg / 1000, self.device, progress=cfg.progress,
+                                       status_every=cfg.status_every,
+                                       budget_s=math.inf if cfg.minutes is None else cfg.minutes * 60)
         budget_s = math.inf if cfg.minutes is None else cfg.minutes * 60
         old_handlers = self._install_signal_handlers()
         try:
@@ -266,8 +304,11 @@ class Trainer:
                     self._write_reals()
                     self._write_grids()
             self._lap = (self._clock(), self._cpu_clock())  # training time runs from here
+            if main:
+                self.monitor.start_status(self.nimg, self.train_s)
             agreed_s = self.train_s  # train_s at the last agreement of the ranks: time decisions are made on it
             end = self.nimg >= total or agreed_s >= budget_s
+            self._skipped_reported, self._streak = self.skipped, 0  # a resumed run reports only its own skips
             while not end:
                 before, before_s = self.nimg, agreed_s
                 self.step()
@@ -278,17 +319,23 @@ class Trainer:
                 end = self.nimg >= total or self._stop or agreed_s >= budget_s
                 due = ((cfg.metrics_kimg is not None and _crossed(before, self.nimg, cfg.metrics_kimg * 1000))
                        or (cfg.metrics_minutes is not None and _crossed(before_s, agreed_s, cfg.metrics_minutes * 60)))
+                flush = _crossed(before, self.nimg, cfg.log_kimg * 1000) or end
+                diverged = flush and self._check_skipped()  # every rank alike; nothing is saved after it
                 if main:
                     self.monitor.advance(self.nimg / 1000)
-                    if _crossed(before, self.nimg, cfg.log_kimg * 1000) or end:
-                        self.monitor.flush(self.nimg, self._progress_scalars())
-                    if _crossed(before, self.nimg, cfg.grid_kimg * 1000):
+                    self.monitor.status(self.nimg, self.train_s, augment_p=None if self.augment is None else
+                                        self.augment.p, tick=flush, end=end)  # before flush: its losses
+                    if flush:
+                        self._check_explosion(self.monitor.flush(self.nimg, self._progress_scalars()))
+                    if _crossed(before, self.nimg, cfg.grid_kimg * 1000) and not diverged:
                         with self._maintenance():
                             self._write_grids()
+                if diverged:
+                    raise self._diverged()
                 if due and not end:
                     with self._maintenance():
                         self.evaluate()  # on every rank: each scores its share of the images
-                if main and _crossed(before, self.nimg, cfg.snap_kimg * 1000) and not end:
+                if main and _crossed(before, self.nimg, cfg.snap_kimg * 1000) and not end and not self._postpone_save():
                     with self._maintenance():
                         self.save()
             if self._stop:
@@ -308,7 +355,9 @@ class Trainer:
         finally:
             self._restore_signal_handlers(old_handlers)
             if self.monitor is not None:
-                self.monitor.close()
+                failing = sys.exc_info()[1] is not None  # a WriteError: a full disk's next error must not hide it
+                with contextlib.suppress(OSError) if failing else contextlib.nullcontext():
+                    self.monitor.close()
             self.monitor = None
 
     def _charge_training(self) -> None:
@@ -346,6 +395,77 @@ class Trainer:
         torch.distributed.all_reduce(t)
         stop, self.train_s = t.tolist()
         self._stop = stop > 0
+
+    # ------------------------------------------------------------------ divergence
+    def _count_streak(self) -> None:
+        """After an iteration: the streak grows by one if at least half of its optimiser steps were skipped, else
+        it is 0. On the fused path the count stays a device tensor (no host sync); _streak_now reads it."""
+        if not self._iter_steps:
+            return
+        skipped = self._iter_skipped
+        if self._iter_skipped_device is not None:
+            skipped = self._iter_skipped_device + skipped
+        self._streak = (self._streak + 1) * (2 * skipped >= self._iter_steps)
+
+    def _streak_now(self) -> int:
+        """Iterations in a row with at least half of their optimiser steps skipped (reading it syncs)."""
+        if isinstance(self._streak, torch.Tensor):
+            self._streak = int(self._streak.item())
+        return self._streak
+
+    def _warn_due(self, kind: str) -> bool:
+        """A console warning of this kind now? The first at once, then at most one every WARN_EVERY_S."""
+        if self.monitor is None:  # rank 0 alone writes
+            return False
+        now, last = self._warn_clock(), self._warned_at.get(kind)
+        if last is not None and now - last < WARN_EVERY_S:
+            return False
+        self._warned_at[kind] = now
+        return True
+
+    def _check_skipped(self) -> bool:
+        """At every scalar flush (on every rank, at the same iterations, where the device counters are read
+        anyway): report skipped optimiser steps, and say whether the run diverged (cfg.max_skipped iterations in a
+        row with at least half of their steps skipped; the gradients are all-reduced, so every rank agrees)."""
+        total, streak = self.skipped, self._streak_now()
+        new = total - self._skipped_reported
+        if new > 0 and self._warn_due("skipped"):
+            row = ""
+            if streak:
+                limit = f" (the run stops at {self.cfg.max_skipped}, --max-skipped)" if self.cfg.max_skipped else ""
+                row = f"; {streak} iteration{'s' * (streak != 1)} in a row had at least half skipped{limit}"
+            self.monitor.write(f"warning: kimg {self.nimg / 1000:.2f}: {new} optimiser step{'s' * (new != 1)} "
+                               f"skipped for non-finite (NaN/inf) gradients since the last report, {total} in all{row}")
+            self._skipped_reported = total
+        return bool(self.cfg.max_skipped) and streak >= self.cfg.max_skipped
+
+    def _check_explosion(self, values: dict[str, float]) -> None:
+        """At a scalar flush on rank 0: warn when the mean losses or the weights are huge but still finite (no
+        step is skipped then, so _check_skipped is silent). One multi-tensor max |w| over every network."""
+        big = {k.split("/", 1)[1]: v for k, v in values.items()
+               if k.startswith("Loss/") and math.isfinite(v) and abs(v) > EXPLODED}
+        weights = [p.detach() for net in self.recipe.nets.values() for p in net.parameters()]
+        norms = torch._foreach_norm(weights, ord=math.inf) if weights else [torch.zeros(())]
+        w_max = float(torch.stack([n.float() for n in norms]).max())
+        if (big or not w_max <= EXPLODED) and self._warn_due("exploding"):
+            losses = "".join(f"loss {k} {v:.3g}, " for k, v in big.items())
+            self.monitor.write(f"warning: kimg {self.nimg / 1000:.2f}: training is exploding: {losses}max |weight| "
+                               f"{w_max:.3g} (warned above {EXPLODED:g}); likely a learning rate too high (--lr, "
+                               f"--lr-g, --lr-d){' or --gamma' if 'gamma' in self.cfg.model_cfg else ''}")
+
+    def _postpone_save(self) -> bool:
+        """A periodic checkpoint in the middle of a streak of skipped steps would hold the weights that give NaN
+        and push a good checkpoint out (--keep): not written; the next snapshot (or the final one) is."""
+        streak = self._streak_now()
+        if streak and self.monitor is not None:
+            self.monitor.write(f"kimg {self.nimg / 1000:.2f}: no checkpoint now: the last {streak} iteration"
+                               f"{'s' * (streak != 1)} had at least half of their optimiser steps skipped")
+        return bool(streak)
+
+    def _diverged(self) -> Diverged:
+        from .checkpoint import list_checkpoints
+        found = list_checkpoints(self.run_dir)
+        return Diverged(self.nimg / 1000, self._streak_now(), found[-1] if found else None, self.cfg.amp)
 
     def _progress_scalars(self) -> dict[str, float]:
         out = {f"Progress/lr_{k}": opt.param_groups[0]["lr"] for k, opt in self.recipe.opts.items()}
@@ -385,7 +505,14 @@ class Trainer:
         main = self.dist.is_main
         warn = self.monitor.write if self.monitor is not None else print
         plain = [m for m in names if m not in TAG_METRICS]
-        values = evaluate(plain, generate, self.dataset, device=self.device, progress=False, warn=warn,
+        started = time.perf_counter()
+        if self.monitor is not None:  # announced: a long evaluation must not look like a hang
+            from ..metrics import METRICS  # noqa: PLC0415
+            count = max([self.cfg.metrics_num or METRICS[m].num_gen for m in plain if m in METRICS]
+                        + [self.cfg.metrics_num or 1000] * ("tagacc" in names))
+            self.monitor.write(f"kimg {self.nimg / 1000:.2f}: evaluating {', '.join(names)} on {count} images ...")
+        bars = self.monitor is not None and self.monitor.bar_shown  # progress bars on a terminal only
+        values = evaluate(plain, generate, self.dataset, device=self.device, progress=bars, warn=warn,
                           num_gen=self.cfg.metrics_num, inception_path=self.cfg.inception,
                           seed=self.cfg.seed, group=object_group(self.dist)) if plain else {}
         if "tagacc" in names and main:
@@ -399,11 +526,15 @@ class Trainer:
                 for k, v in values.items():
                     self.monitor.writer.add_scalar(f"Metrics/{k}", v, global_step=self.nimg)
                     self.monitor.writer.add_scalar(f"MetricsByTime/{k}", v, global_step=int(round(self.train_s)))
-                self.monitor.write(f"kimg {self.nimg / 1000:.2f}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                self.monitor.write(f"kimg {self.nimg / 1000:.2f}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+                                   + f" (evaluated in {console.format_duration(time.perf_counter() - started)})")
+            with writing(self.run_dir / "metrics.jsonl"), open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"kimg": self.nimg / 1000, "wall_s": round(self.train_s, 2),
                                     "train_s": round(self.train_s, 2), "maintenance_s": round(self.maintenance_s, 2),
                                     "cpu_s": round(self.cpu_s, 2), **values}) + "\n")
+        elif self.monitor is not None:
+            self.monitor.write(f"kimg {self.nimg / 1000:.2f}: evaluation done in "
+                               f"{console.format_duration(time.perf_counter() - started)}; no metric could run")
         return values
 
     def _hparams(self) -> dict:
@@ -426,12 +557,21 @@ class Trainer:
         return make_grid(torch.cat(images), cols=self.cfg.grid_size)
 
     def _write_grids(self) -> None:
+        """Samples/<tag> and RUN/fakes-<tag>-<nimg, 9 digits>.png (as checkpoints: no --grid interval overwrites
+        another, and names sort in order). A model without EMA (ema_kimg 0: G_ema is G) writes no fakes-ema-*
+        copies of fakes-G-* (variants: fakes-G_<suffix>-*); TensorBoard keeps every model's tags (Samples/ema)."""
+        ema = (self.recipe.cfg.ema_kimg or 0) > 0
         grids = [("G", self.G, {}), ("ema", self.G_ema, {})]
         grids += [(f"ema_{suffix}", self.G_ema, kw) for suffix, kw in self.recipe.grid_variants().items()]
+        drawn = {}  # picture name -> grid: without EMA, `ema` is the G picture
         for tag, G, kw in grids:
-            grid = self.sample_grid(G, **kw)
-            self.monitor.image(f"Samples/{tag}", grid, self.nimg)
-            save_image(grid, self.run_dir / f"fakes-{tag}-{self.nimg // 1000:06d}kimg.png")
+            name = tag if ema else tag.replace("ema", "G", 1)
+            if name not in drawn:
+                drawn[name] = self.sample_grid(G, **kw)
+                path = self.run_dir / f"fakes-{name}-{self.nimg:09d}.png"
+                with writing(path, remove_partial=True):
+                    save_image(drawn[name], path)
+            self.monitor.image(f"Samples/{tag}", drawn[name], self.nimg)
 
     def _write_reals(self) -> None:
         gen_state = self.sampler.state_dict()  # peeking at reals must not move the sampler
@@ -439,7 +579,8 @@ class Trainer:
         self.sampler.load_state_dict(gen_state)
         grid = make_grid(x, cols=self.cfg.grid_size)
         self.monitor.image("Samples/reals", grid, 0)
-        save_image(grid, self.run_dir / "reals.png")
+        with writing(self.run_dir / "reals.png", remove_partial=True):
+            save_image(grid, self.run_dir / "reals.png")
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -520,6 +661,9 @@ class Trainer:
                 old[sig] = signal.signal(sig, request_stop)
             except ValueError:  # not the main thread: leave signals alone
                 pass
+        hup = console.ignore_hangup()  # a closed terminal: noted in log.txt, training goes on
+        if hup is not None:
+            old[hup[0]] = hup[1]
         return old
 
     @staticmethod

@@ -1,7 +1,7 @@
 """Compare training runs: a table (model, size, kimg, wall-clock, img/s, best/last of every metric) and,
 with --plot, metric curves against kimg and wall-clock.
 
-    python tools/compare.py runs/00000-stylegan2-faces-64 runs/00001-dcgan-faces-64 --plot compare.png
+    python tools/compare_runs.py runs/00000-stylegan2-faces-64 runs/00001-dcgan-faces-64 --plot compare.png
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import click
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog="""
 \b
 Examples:
-  python tools/compare.py runs/00000-stylegan2-faces-64 runs/00001-dcgan-faces-64
-  python tools/compare.py runs --plot compare.png          # every run folder inside runs/
-  python tools/compare.py runs/000* --json > table.json
+  python tools/compare_runs.py runs/00000-stylegan2-faces-64 runs/00001-dcgan-faces-64
+  python tools/compare_runs.py runs --plot compare.png          # every run folder inside runs/
+  python tools/compare_runs.py runs/000* --json > table.json
 
 \b
 Metrics come from each run's metrics.jsonl (else its Metrics/* TensorBoard scalars); best = lowest for
@@ -39,4 +39,4 @@ def main(runs, plot, as_json, progress):
 if __name__ == "__main__":
     from stylegan_anime.tools import run_click
 
-    run_click(main, prog_name="tools/compare.py")
+    run_click(main, prog_name="tools/compare_runs.py")

@@ -1,7 +1,7 @@
 """StyleGAN figures from a StyleGAN2 checkpoint: style mixing and truncation.
 
-    python tools/figures.py style-mixing --checkpoint RUN --rows 85,100,75 --cols 55,821,1789 --output mix.png
-    python tools/figures.py truncation --checkpoint RUN --seeds 0-5 --output trunc.png
+    python tools/make_figures.py style-mixing --checkpoint RUN --rows 85,100,75 --cols 55,821,1789 --output mix.png
+    python tools/make_figures.py truncation --checkpoint RUN --seeds 0-5 --output trunc.png
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 @click.group(context_settings=CONTEXT, epilog="""
 \b
 Examples:
-  python tools/figures.py style-mixing --checkpoint RUN --rows 85,100,75 --cols 55,821,1789 --styles 0-3 \\
+  python tools/make_figures.py style-mixing --checkpoint RUN --rows 85,100,75 --cols 55,821,1789 --styles 0-3 \\
       --output mix.png
-  python tools/figures.py truncation --checkpoint RUN --seeds 0-5 --psis 1,0.7,0.5,0 --output trunc.png
+  python tools/make_figures.py truncation --checkpoint RUN --seeds 0-5 --psis 1,0.7,0.5,0 --output trunc.png
 """)
 def main():
     """StyleGAN2 figures (they need W space, so baseline checkpoints are refused)."""
@@ -42,7 +42,7 @@ Top row: the --cols seeds; left column: the --rows seeds; cell (r, c): row seed 
 colour and texture): 0-3 coarse, 4-7 middle, 8- fine at 64 px (10 layers).
 \b
 Example:
-  python tools/figures.py style-mixing --checkpoint RUN --rows 1-4 --cols 10-15 --styles 4-7 --output mid.png
+  python tools/make_figures.py style-mixing --checkpoint RUN --rows 1-4 --cols 10-15 --styles 4-7 --output mid.png
 """)
 @_common
 @click.option("--rows", "row_seeds", required=True, help="seeds down the left column, e.g. 85,100,75")
@@ -63,7 +63,7 @@ def style_mixing(checkpoint, output, batch, ema, device, row_seeds, col_seeds, s
 @main.command(epilog="""
 \b
 Example:
-  python tools/figures.py truncation --checkpoint RUN --seeds 0-7 --psis 1,0.8,0.6,0.4,0.2,0 --output trunc.png
+  python tools/make_figures.py truncation --checkpoint RUN --seeds 0-7 --psis 1,0.8,0.6,0.4,0.2,0 --output trunc.png
 """)
 @_common
 @click.option("--seeds", required=True, help="one row per seed, e.g. 0-5")
@@ -85,4 +85,4 @@ def truncation(checkpoint, output, batch, ema, device, seeds, psis):
 if __name__ == "__main__":
     from stylegan_anime.tools import run_click
 
-    run_click(main, prog_name="tools/figures.py")
+    run_click(main, prog_name="tools/make_figures.py")
