@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .imageio_utils import make_grid, save_image, to_uint8
 from .training.checkpoint import load_checkpoint, writing
 from .training.config import ConfigError, TrainConfig
+from .training.recipe import EVAL_NOISE, seeded_noise
 from .training.trainer import build_recipe, resolve_device
 
 
@@ -67,9 +68,10 @@ class Sampler:
 
     @torch.no_grad()
     def images(self, seeds: list[int], batch: int = 64, progress: bool = False,
-               labels: torch.Tensor | None = None) -> torch.Tensor:
+               labels: torch.Tensor | None = None, evaluation: bool = False) -> torch.Tensor:
         """[len(seeds), 3, H, W] in [-1, 1] on the CPU. labels [len(seeds), K] (or [1, K] for all seeds)
-        for a conditional model; default: random tags per seed."""
+        for a conditional model; default: random tags per seed. evaluation: images as metrics score them
+        (StyleGAN2 with random noise, seeded by each batch's first seed) instead of the grids' fixed noise."""
         z = seed_latents(seeds, self.recipe.z_dim)
         if labels is None:
             labels = self.seed_labels(seeds)
@@ -78,7 +80,11 @@ class Sampler:
         out = []
         for i, chunk in enumerate(tqdm(z.split(batch), disable=not progress, desc="generating", unit="batch")):
             c = None if labels is None else labels[i * batch:i * batch + len(chunk)].to(self.device)
-            out.append(self.recipe.generate(self.G, chunk.to(self.device), c).float().cpu())
+            if evaluation:
+                with seeded_noise(seeds[i * batch] + 1_000_033, self.device):
+                    out.append(self.recipe.generate(self.G, chunk.to(self.device), c, **EVAL_NOISE).float().cpu())
+            else:
+                out.append(self.recipe.generate(self.G, chunk.to(self.device), c).float().cpu())
         return torch.cat(out)
 
     def save_grid(self, seeds: list[int], path: str | Path, cols: int | None = None, batch: int = 64,

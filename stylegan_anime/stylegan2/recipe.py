@@ -70,6 +70,8 @@ class StyleGAN2Config(RecipeConfig):
     grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid", min=0, max=1)
     cond: bool = _f(False, "condition on the data's tags (hair/eye): one-hot embedding into the mapping network "
                            "and a projection discriminator")
+    noise: bool = _f(True, "per-pixel noise inputs in the synthesis layers (StyleGAN3 has none; a narrow G trained "
+                           "briefly can lean on them: docs/quality.md)")
 
 
 # What each preset gives the fields left at None. gamma and ema_kimg may be functions of (resolution, batch).
@@ -97,6 +99,8 @@ def network_kwargs(cfg: StyleGAN2Config, resolution: int, c_dim: int = 0) -> tup
                   conv_clamp=cfg.conv_clamp if cfg.conv_clamp > 0 else None)
     G = dict(z_dim=cfg.z_dim, c_dim=c_dim, w_dim=cfg.w_dim, img_resolution=resolution, img_channels=3,
              mapping_kwargs=dict(num_layers=cfg.map_layers), fp16_dtype=cfg.fp16_dtype, **common)
+    if not cfg.noise:
+        G["use_noise"] = False
     D = dict(c_dim=c_dim, img_resolution=resolution, img_channels=3,
              epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group), **common)
     return G, D
@@ -149,7 +153,7 @@ class StyleGAN2(Recipe):
     Config = StyleGAN2Config
     description = "StyleGAN2 (config-f style): mapping, modulated conv, noise, mixing, lazy R1 + path length"
     # Fields that shape the weights: fixed when fine-tuning an imported network.
-    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group", "cond")
+    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group", "cond", "noise")
 
     @classmethod
     def needs_labels(cls, cfg: StyleGAN2Config) -> bool:

@@ -17,6 +17,7 @@ equals the one-big-batch gradient) plus any statistics to log (also means over t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
@@ -141,3 +142,20 @@ def adam(params, device: torch.device | str, **kwargs) -> torch.optim.Adam:
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+# Evaluation images use StyleGAN2's noise_mode='random' (as NVlabs' metrics do), not the one fixed noise map of
+# the sample grids: with 'const' every image carries the same noise pattern, which a metric can mistake for
+# content (the anime-face detector finds "faces" in a noise pattern repeated over every sample).
+EVAL_NOISE = {"noise_mode": "random"}
+
+
+@contextlib.contextmanager
+def seeded_noise(seed: int, device: torch.device | str):
+    """Inside: torch's random streams start from `seed`, and afterwards they are back where they were. Makes
+    randomly drawn noise reproducible (seed it with the index of the first image) without moving the training
+    run's random state, so evaluating does not change what training does next."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        yield
