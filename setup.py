@@ -20,6 +20,7 @@ setup(
         "stylegan_anime.training",
         "stylegan_anime.metrics",
         "stylegan_anime.stylegan2",
+        "stylegan_anime.cli",
         "stylegan_anime.tools",
         "stylegan_anime.opbench",
         "stylegan_anime.baselines",

@@ -152,7 +152,7 @@ def test_error_formatter_survives_empty_messages(capsys, monkeypatch):
 
     def empty(*a, **k):
         raise CheckpointError("")
-    monkeypatch.setattr("stylegan_anime.cli.load_checkpoint", empty)
+    monkeypatch.setattr("stylegan_anime.cli.train.load_checkpoint", empty)
     assert error_of(*run(["train", "--resume", "x.pt"], capsys)[::2]) == "error: CheckpointError"
 
     import click

@@ -403,7 +403,7 @@ def test_registry_and_configs():
                                                                   beta1=0.5, beta2=0.999, n_critic=1)
         r = make(cls, dim=4)
         assert all(type(o) is torch.optim.Adam and o.param_groups[0]["betas"] == (0.5, 0.999) for o in r.opts.values())
-    from stylegan_anime.cli import _field_type
+    from stylegan_anime.cli.train import _field_type
     baselines = ["dcgan", "dcgan-tutorial", "wgan", "wgan-gp", "cgan", "acgan"]
     seen = {}  # a flag has one type, help and choices across the baselines ...
     for name in baselines:

@@ -144,7 +144,7 @@ def test_closed_pipe_and_hangup_never_cost_the_run(tmp_path):
 
 
 def test_run_folder_name_does_not_repeat_the_size():
-    from stylegan_anime.cli import _run_name
+    from stylegan_anime.cli.train import _run_name
     from stylegan_anime.training.config import TrainConfig
     name = lambda data, size=64: _run_name(TrainConfig(data=data, size=size))  # noqa: E731
     assert name("/data/mlds-64") == "stylegan2-mlds-64"

@@ -8,8 +8,8 @@ import contextlib
 
 import click
 
-from .cli import cli
-from .training.config import ConfigError
+from .train import cli
+from ..training.config import ConfigError
 
 
 @contextlib.contextmanager
@@ -22,12 +22,12 @@ def user_errors():
 
 
 def _sampler(checkpoint: str, device: str, ema: bool = True):
-    from .generate import Sampler
+    from ..generate import Sampler
     return Sampler(checkpoint, device=device, use_ema=ema)
 
 
 def _seeds(text: str) -> list[int]:
-    from .generate import parse_seeds
+    from ..generate import parse_seeds
     return parse_seeds(text)
 
 
@@ -56,7 +56,7 @@ Examples:
 @device_option
 def video(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, device):
     """Interpolation video: z slerp, w lerp or a smooth looping spline through keyframe seeds."""
-    from .tools.video import parse_grid, render_video
+    from ..tools.video import parse_grid, render_video
     with user_errors():
         path = render_video(_sampler(checkpoint, device), output, _seeds(seeds), mode=mode, fps=fps, seconds=seconds,
                             grid=parse_grid(grid), psi=psi, batch=batch)
@@ -77,7 +77,7 @@ Examples:
 @device_option
 def style_mixing(checkpoint, rows, cols, styles, psi, output, device):
     """The StyleGAN style-mixing figure: row seeds x column seeds with a chosen range of styles swapped."""
-    from .tools.figures import style_mixing_figure
+    from ..tools.figures import style_mixing_figure
     with user_errors():
         path = style_mixing_figure(_sampler(checkpoint, device), output, _seeds(rows), _seeds(cols), styles=styles,
                                    psi=psi)
@@ -96,7 +96,7 @@ Examples:
 @device_option
 def truncation(checkpoint, seeds, psis, output, device):
     """Truncation sweep figure: rows = seeds, columns = psi (StyleGAN2)."""
-    from .tools.figures import truncation_figure
+    from ..tools.figures import truncation_figure
     try:
         values = [float(p) for p in psis.split(",")]
     except ValueError:
@@ -120,7 +120,7 @@ Examples:
 @device_option
 def tags_grid(checkpoint, output, z_seed, hair, eye, device):
     """Row: hair colour, column: eye colour, same z: what a tag-conditional model learned."""
-    from .tools.tags import hair_eye_grid
+    from ..tools.tags import hair_eye_grid
     with user_errors():
         path = hair_eye_grid(_sampler(checkpoint, device), output, z_seed=z_seed, hair=hair, eye=eye)
     click.echo(f"wrote {path}", err=True)
@@ -136,7 +136,7 @@ Examples:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of metrics vs kimg and wall-clock")
 def compare(runs, plot):
     """Table of runs side by side (model, size, best and last metric values, kimg, wall-clock, img/s)."""
-    from .tools.compare import compare_runs, expand_run_dirs, format_table, plot_runs
+    from ..tools.compare import compare_runs, expand_run_dirs, format_table, plot_runs
     with user_errors():
         dirs = expand_run_dirs(runs)
         click.echo(format_table(compare_runs(dirs)))

@@ -14,13 +14,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .data import DataError
-from .models import get_recipe, model_names
-from .stylegan2.official_import import ImportCheckpointError
-from .training import console
-from .training.checkpoint import (CheckpointError, RunLock, WriteError, checkpoint_dir, error_text, find_resume,
+from ..data import DataError
+from ..models import get_recipe, model_names
+from ..stylegan2.official_import import ImportCheckpointError
+from ..training import console
+from ..training.checkpoint import (CheckpointError, RunLock, WriteError, checkpoint_dir, error_text, find_resume,
                                   load_checkpoint, new_run_dir, os_reason, remove_stale_temps, writing)
-from .training.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, validate
+from ..training.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, validate
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError)
 
@@ -161,8 +161,8 @@ gradients (nothing saved after the last good checkpoint; learning rate, --gamma 
 @click.pass_context
 def train(ctx, **kw):
     """Train a GAN (any model) on a folder, zip, packed set or the built-in demo faces."""
-    from .cuda_ops import set_default_impl
-    from .training import distributed
+    from ..cuda_ops import set_default_impl
+    from ..training import distributed
 
     console.begin_command()  # a closed terminal or pipe never stops the run; lines for RUN/log.txt (console.py)
     set_default_impl(kw.pop("ops"))
@@ -186,9 +186,9 @@ EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: stopped after saving a checkpoint (1
 
 
 def _train(ctx, kw: dict, d) -> None:
-    from .data import open_dataset
-    from .training.distributed import barrier, broadcast_object
-    from .training.trainer import Diverged, Interrupted, Trainer, train_seconds
+    from ..data import open_dataset
+    from ..training.distributed import barrier, broadcast_object
+    from ..training.trainer import Diverged, Interrupted, Trainer, train_seconds
 
     say = console.say if d.is_main else (lambda msg: None)
     _quiet_thread_write_errors()
@@ -230,7 +230,7 @@ def _train(ctx, kw: dict, d) -> None:
                            labels=cfg.labels)
     if d.is_main:
         barrier(d)
-    from .training.trainer import check_labels
+    from ..training.trainer import check_labels
     check_labels(cfg, dataset)
     run_dir = None
     if d.is_main:  # errors above come before any folder is made
@@ -384,8 +384,8 @@ Examples:
 def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags, hair_rgb, eye_rgb, ema, batch,
              device, ops):
     """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
-    from .cuda_ops import set_default_impl
-    from .generate import Sampler, parse_seeds
+    from ..cuda_ops import set_default_impl
+    from ..generate import Sampler, parse_seeds
 
     set_default_impl(ops)
     if grid is None and count is None:
@@ -402,7 +402,7 @@ def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags,
         path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch, labels=labels)
         click.echo(f"wrote {path}", err=True)
     if count is not None:
-        from .tools.submission import pack
+        from ..tools.submission import pack
         sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch, labels=labels)
         click.echo(f"wrote {count} images to {outdir}", err=True)
         if tgz is not None:
@@ -416,7 +416,7 @@ def _condition(sampler, tags, hair_rgb, eye_rgb):
         return None
     if not sampler.conditional:
         raise ConfigError(f"--tags / --hair-rgb / --eye-rgb need a tag-conditional model; this is {sampler.config.model}")
-    from .tools.tags import rgb_labels, tags_to_labels
+    from ..tools.tags import rgb_labels, tags_to_labels
     try:
         if tags is not None:
             if hair_rgb or eye_rgb:
@@ -444,8 +444,8 @@ Examples:
               help="CSV/JSON: file name -> tags like 'blonde hair blue eyes', stored in the pack")
 def prepare_data(source, out, size, workers, labels):
     """Decode SOURCE (folder, zip or demo) once into a packed set OUT for fast, repeatable training."""
-    from .data import prepare_dataset
-    from .training.config import SIZES
+    from ..data import prepare_dataset
+    from ..training.config import SIZES
 
     if size not in SIZES:
         raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
@@ -465,7 +465,7 @@ Examples:
 @click.argument("out", type=click.Path(dir_okay=False))
 def import_checkpoint_cmd(pkl, out):
     """Import a stylegan2-ada-pytorch network pickle (G, D, G_ema) without running any code from it."""
-    from .stylegan2.official_import import import_checkpoint
+    from ..stylegan2.official_import import import_checkpoint
 
     if not Path(pkl).is_file():
         raise ConfigError(f"pickle does not exist: {pkl}")
@@ -506,9 +506,9 @@ Examples:
 def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_gpu, amp, device, ops, reference,
           profile_dir, profile_iterations):
     """Time training per model: s/kimg, img/s and peak memory after warm-up, printed as a table."""
-    from .bench import bench_data, bench_model, bench_plan, bench_reference, format_table
-    from .cuda_ops import set_default_impl
-    from .training.trainer import resolve_device
+    from ..bench import bench_data, bench_model, bench_plan, bench_reference, format_table
+    from ..cuda_ops import set_default_impl
+    from ..training.trainer import resolve_device
 
     set_default_impl(ops)
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -524,13 +524,13 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
     over = lambda name: sg2 if name == "stylegan2" else None  # noqa: E731  (the StyleGAN2 flags)
     sg2_note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sg2.items())
     if reference:
-        from .bench import check_reference
+        from ..bench import check_reference
         try:
             check_reference(reference)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     if profile_dir:
-        from .bench import profile_model
+        from ..bench import profile_model
         if profile_iterations < 1:
             raise ConfigError("--profile-iterations must be at least 1")
         for size in res:
@@ -581,7 +581,7 @@ Examples:
 @click.option("--build", "try_build", is_flag=True, help="compile the CUDA ops now if a GPU is present (else only report)")
 def doctor(try_build):
     """Check torch, CUDA, nvcc, ninja and the compiler; say whether training uses the fused CUDA ops or the reference."""
-    from .cuda_ops import doctor_report
+    from ..cuda_ops import doctor_report
 
     rows = doctor_report(try_build=try_build)
     width = max(len(k) for k, _ in rows)
@@ -617,7 +617,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_
     import numpy as np
     import torch
 
-    from .metrics import ALL_METRICS, TAG_METRICS, evaluate, evaluate_folder, evaluate_tags
+    from ..metrics import ALL_METRICS, TAG_METRICS, evaluate, evaluate_folder, evaluate_tags
 
     wanted = [m.strip() for m in names.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in ALL_METRICS]
@@ -638,8 +638,8 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_
         except ValueError as e:
             raise ConfigError(str(e)) from None
     else:
-        from .generate import Sampler
-        from .imageio_utils import to_uint8
+        from ..generate import Sampler
+        from ..imageio_utils import to_uint8
         sampler = Sampler(checkpoint, device=device)
         ds = _metrics_data(data, size, sampler.config.size, "the checkpoint's")
         state = {"next": seed}
@@ -678,7 +678,7 @@ Examples:
 @click.option("--dest", default=None, help="file or folder [default: the torch-hub cache]")
 def download_inception_cmd(dest):
     """Fetch the FID Inception-v3 weights (pytorch-fid's file, SHA-256 checked) on a machine with network."""
-    from .metrics import download_inception
+    from ..metrics import download_inception
     try:
         path = download_inception(dest)
     except Exception as e:  # no network, proxy, hash mismatch: one line, nothing half-written is kept
@@ -689,7 +689,7 @@ def download_inception_cmd(dest):
 def _metrics_data(data: str, size: int | None, default: int, whose: str):
     """--data opened at --size, or at the default (the checkpoint's or the first image's size), saying so when
     that size does not fit."""
-    from .data import open_dataset
+    from ..data import open_dataset
     try:
         return open_dataset(data, size or default)
     except (DataError, ConfigError) as e:
@@ -709,7 +709,7 @@ def _image_size(folder: str) -> int:
     raise ConfigError(f"no images in {folder}")
 
 
-from . import cli_tools  # noqa: E402,F401  (registers video, style-mixing, truncation, tags-grid, compare)
+from . import sample  # noqa: E402,F401  (registers video, style-mixing, truncation, tags-grid, compare)
 
 
 # ---------------------------------------------------------------------------------------------------

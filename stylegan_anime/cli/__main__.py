@@ -1,0 +1,4 @@
+"""`python -m stylegan_anime.cli` (and `torchrun ... -m stylegan_anime.cli`): the `stylegan-anime` command."""
+from . import main
+
+main()
