@@ -1,24 +1,15 @@
-"""The `stylegan-anime` subcommands for working with trained checkpoints and runs: videos, figures, tag
-grids and run comparison (the functions live in `stylegan_anime.tools`; `tools/*.py` are the same as
-standalone scripts). Bad input is a one-line `error: ...` with exit code 2.
+"""The `stylegan-anime` subcommands that sample a trained checkpoint: generate (grids, numbered files, tag or
+colour conditions), videos, figures and tag grids (the functions live in `stylegan_anime.tools`; `tools/*.py`
+are the same as standalone scripts). Bad input is a one-line `error: ...` with exit code 2.
 """
 from __future__ import annotations
 
-import contextlib
+from pathlib import Path
 
 import click
 
-from .train import cli
 from ..training.config import ConfigError
-
-
-@contextlib.contextmanager
-def user_errors():
-    """The tools raise ValueError for bad input: report it as a user mistake (one line, exit 2)."""
-    try:
-        yield
-    except ValueError as e:
-        raise ConfigError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+from .common import cli, user_errors
 
 
 def _sampler(checkpoint: str, device: str, ema: bool = True):
@@ -34,6 +25,81 @@ def _seeds(text: str) -> list[int]:
 checkpoint_option = click.option("--checkpoint", required=True,
                                  help="a checkpoint file, or a run folder (its newest checkpoint)")
 device_option = click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+
+
+GENERATE_EXAMPLES = """
+\b
+Examples:
+  stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64 --seeds 0-63 --grid grid.png
+  stylegan-anime generate --checkpoint runs/00000-stylegan2-demo-64/checkpoints/ckpt-000100000.pt \\
+      --count 1000 --outdir submission --tgz submission.tgz     # 1.jpg ... 1000.jpg (NTU HW6 layout)
+  stylegan-anime generate --checkpoint runs/00002-cgan-demo-64 --tags "pink hair, black eyes" --grid pink.png
+  stylegan-anime generate --checkpoint runs/00003-acgan-demo-64 --hair-rgb "#ff8800" --eye-rgb 0,128,255 --grid c.png
+"""
+
+
+@cli.command(epilog=GENERATE_EXAMPLES)
+@click.option("--checkpoint", required=True, help="a checkpoint file, or a run folder (its newest checkpoint)")
+@click.option("--seeds", default=None, help="seeds for --grid, e.g. 0-63 or 1,5,9 [default: 0-63]")
+@click.option("--grid", type=click.Path(dir_okay=False), default=None, help="write one grid picture here")
+@click.option("--cols", type=int, default=None, help="grid columns [default: square]")
+@click.option("--count", type=int, default=None, help="write COUNT images (seeds 0..COUNT-1, offset by --seed)")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed for --count")
+@click.option("--outdir", type=click.Path(file_okay=False), default=None, help="folder for --count images")
+@click.option("--ext", type=click.Choice(["jpg", "png"]), default="jpg", show_default=True)
+@click.option("--tgz", type=click.Path(dir_okay=False), default=None, help="also pack the --count images into this .tgz")
+@click.option("--tags", default=None, help="tag-conditional models: e.g. 'pink hair, black eyes' for every image")
+@click.option("--hair-rgb", default=None, help="rgb-embed models: hair colour as #rrggbb, r,g,b or a colour name")
+@click.option("--eye-rgb", default=None, help="rgb-embed models: eye colour as #rrggbb, r,g,b or a colour name")
+@click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
+@click.option("--batch", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
+              help="custom ops: fused CUDA kernels, the PyTorch reference, or auto")
+def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags, hair_rgb, eye_rgb, ema, batch,
+             device, ops):
+    """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
+    from ..cuda_ops import set_default_impl
+    from ..generate import Sampler, parse_seeds
+
+    set_default_impl(ops)
+    if grid is None and count is None:
+        raise ConfigError("say what to write: --grid FILE (with --seeds) or --count N --outdir DIR")
+    if count is not None and (count < 1 or outdir is None):
+        raise ConfigError("--count needs a positive number and --outdir DIR")
+    if batch < 1:
+        raise ConfigError(f"--batch must be positive, got {batch}")
+    if tgz is not None and count is None:
+        raise ConfigError("--tgz packs the --count images: give --count N --outdir DIR too")
+    sampler = Sampler(checkpoint, device=device, use_ema=ema)
+    labels = _condition(sampler, tags, hair_rgb, eye_rgb)
+    if grid is not None:
+        path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch, labels=labels)
+        click.echo(f"wrote {path}", err=True)
+    if count is not None:
+        from ..tools.submission import pack
+        sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch, labels=labels)
+        click.echo(f"wrote {count} images to {outdir}", err=True)
+        if tgz is not None:
+            files = [Path(outdir) / f"{i}.{ext}" for i in range(1, count + 1)]
+            click.echo(f"wrote {pack(files, Path(tgz))}", err=True)
+
+
+def _condition(sampler, tags, hair_rgb, eye_rgb):
+    """The labels --tags / --hair-rgb / --eye-rgb ask for ([1, K], or a float condition), or None."""
+    if tags is None and hair_rgb is None and eye_rgb is None:
+        return None
+    if not sampler.conditional:
+        raise ConfigError(f"--tags / --hair-rgb / --eye-rgb need a tag-conditional model; this is {sampler.config.model}")
+    from ..tools.tags import rgb_labels, tags_to_labels
+    try:
+        if tags is not None:
+            if hair_rgb or eye_rgb:
+                raise ValueError("give either --tags or --hair-rgb/--eye-rgb, not both")
+            return tags_to_labels(tags, sampler.config.label_names)
+        return rgb_labels(hair_rgb, eye_rgb, sampler=sampler)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @cli.command(epilog="""
@@ -124,21 +190,3 @@ def tags_grid(checkpoint, output, z_seed, hair, eye, device):
     with user_errors():
         path = hair_eye_grid(_sampler(checkpoint, device), output, z_seed=z_seed, hair=hair, eye=eye)
     click.echo(f"wrote {path}", err=True)
-
-
-@cli.command(epilog="""
-\b
-Examples:
-  stylegan-anime compare runs                                     # every run folder in runs/
-  stylegan-anime compare runs/00000-dcgan-demo-64 runs/00001-stylegan2-demo-64 --plot compare.png
-""")
-@click.argument("runs", nargs=-1, required=True)
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of metrics vs kimg and wall-clock")
-def compare(runs, plot):
-    """Table of runs side by side (model, size, best and last metric values, kimg, wall-clock, img/s)."""
-    from ..tools.compare import compare_runs, expand_run_dirs, format_table, plot_runs
-    with user_errors():
-        dirs = expand_run_dirs(runs)
-        click.echo(format_table(compare_runs(dirs)))
-        if plot:
-            click.echo(f"wrote {plot_runs(dirs, plot)}", err=True)
