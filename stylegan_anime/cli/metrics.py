@@ -71,7 +71,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_
         def generate(n: int) -> np.ndarray:
             seeds = list(range(state["next"], state["next"] + n))
             state["next"] += n
-            return to_uint8(sampler.images(seeds))
+            return to_uint8(sampler.images(seeds, evaluation=True))
 
         plain = [m for m in wanted if m not in TAG_METRICS]
         values = evaluate(plain, generate, ds, num_gen=num, inception_path=inception, warn=warn,
@@ -83,7 +83,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_
             def generate_tagged(labels):
                 seeds = list(range(state["next"], state["next"] + len(labels)))
                 state["next"] += len(labels)
-                return to_uint8(sampler.images(seeds, labels=labels))
+                return to_uint8(sampler.images(seeds, labels=labels, evaluation=True))
 
             values.update(evaluate_tags(generate_tagged, ds, n=num or 1000, device=sampler.device, seed=seed))
     if as_json:
