@@ -1,4 +1,7 @@
-"""Tag-conditional baselines (cgan, acgan) and the tag plumbing: parsing, label files, packs, encodings, grids."""
+"""Tag-conditional baselines (cgan, acgan) and the tag plumbing: parsing, label files, packs, encodings, grids.
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
+"""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,7 @@
-"""Data pipeline: image decoding, sources, packing, caching. CPU only, tiny files in tmp_path."""
+"""Data pipeline: image decoding, sources, packing, caching. CPU only, tiny files in tmp_path.
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
+"""
 from __future__ import annotations
 
 import io

@@ -6,6 +6,8 @@ The official pickles are imitated here without NVlabs code: throw-away modules n
 class_name, state = the module's __dict__ with nested persistent submodules). The modules are removed before
 reading, so anything that tried to import or call them would fail; the fake hook also raises and records the
 call, and `module_src` would create a sentinel file if it were executed.
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 and the kernels' arithmetic run on the CPU through a host emulation of the CUDA sources.
 
 Nothing here needs a GPU. The real GPU tests are in test_ops_cuda.py.
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
 """
 from __future__ import annotations
 

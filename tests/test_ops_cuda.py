@@ -7,6 +7,8 @@ Needs a CUDA GPU (skipped otherwise); the first run builds the plugins (a minute
 
 Dev aid: STYLEGAN_ANIME_OPS_TEST_EMULATE=1 runs this file on a machine without a GPU, on the CPU host
 emulation of the kernels from test_ops_build.py (small sizes only; GPU-only checks skip).
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
 """
 from __future__ import annotations
 

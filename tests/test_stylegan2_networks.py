@@ -1,5 +1,8 @@
 """StyleGAN2 networks: shapes, parameter counts, state-dict names, modulated conv, resampling, mapping,
-noise, discriminator pieces, double backprop and reduced precision. CPU, tiny channel counts."""
+noise, discriminator pieces, double backprop and reduced precision. CPU, tiny channel counts.
+
+Length: the cases of one module under test, listed in full so that each failure names its case.
+"""
 from __future__ import annotations
 
 import math

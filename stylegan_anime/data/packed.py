@@ -12,6 +12,9 @@ The builder holds an flock on ``.lock`` inside its temp directory; temp director
 (lock free, or no lock file and untouched for ``STALE_TEMP_S``) are removed by the next build.
 :func:`open_dataset` keeps one pack per (source, content, size) in a cache directory and reuses it
 while the source is unchanged; :func:`prepare_dataset` builds one at an explicit location.
+
+Length (~630 lines): building, caching, locking and opening a pack share one on-disk format and its
+crash-safety rules; one file defines the format once.
 """
 from __future__ import annotations
 

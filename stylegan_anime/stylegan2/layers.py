@@ -13,6 +13,9 @@ that its checkpoints load by name (same state-dict keys, shapes and numerics):
 
 Contents: `normalize_2nd_moment`, `conv2d_resample`, `modulated_conv2d`, `FullyConnectedLayer`,
 `Conv2dLayer`, `MappingNetwork`, and the reduced-precision helpers `resolve_fp16_dtype` / `block_dtype`.
+
+Length (~510 lines): every layer shared by G and D, each small; split further it would scatter the
+equalised-learning-rate convention over several files.
 """
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ Our `Generator` / `Discriminator` take the same constructor arguments and use th
 and shapes as stylegan2-ada-pytorch's `training/networks.py`, so the mapping is 1:1, but it is still
 verified: every official tensor must exist in ours with the same shape, and every tensor of ours must be
 provided.
+
+Length (~540 lines): the restricted unpickler lists and rebuilds every class NVlabs' pickles name; the
+allow-list and its stand-ins belong in one reviewable place.
 """
 from __future__ import annotations
 

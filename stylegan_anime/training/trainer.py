@@ -14,6 +14,10 @@
 
 Resuming from a checkpoint restores networks, optimisers, scalers, recipe state, counters and every random
 stream (torch CPU/CUDA generators and the sampler's), so a resumed run equals an uninterrupted one.
+
+Length (~720 lines): one loop and the state it must restore exactly on resume (phases, EMA, time counters,
+divergence, evaluation, grids, checkpoints, signals) read best together; the parts that stand alone live beside
+it (console.py, monitor.py, checkpoint.py, distributed.py). Next split candidate: evaluation and grids.
 """
 from __future__ import annotations
 
