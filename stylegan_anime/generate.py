@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .imageio_utils import make_grid, save_image, to_uint8
 from .training.checkpoint import load_checkpoint, writing
 from .training.config import ConfigError, TrainConfig
-from .training.recipe import EVAL_NOISE, seeded_noise
+from .training.recipe import seeded_noise
 from .training.trainer import build_recipe, resolve_device
 
 
@@ -82,7 +82,7 @@ class Sampler:
             c = None if labels is None else labels[i * batch:i * batch + len(chunk)].to(self.device)
             if evaluation:
                 with seeded_noise(seeds[i * batch] + 1_000_033, self.device):
-                    out.append(self.recipe.generate(self.G, chunk.to(self.device), c, **EVAL_NOISE).float().cpu())
+                    out.append(self.recipe.generate(self.G, chunk.to(self.device), c, **self.recipe.eval_options()).float().cpu())
             else:
                 out.append(self.recipe.generate(self.G, chunk.to(self.device), c).float().cpu())
         return torch.cat(out)

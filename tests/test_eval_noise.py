@@ -70,3 +70,15 @@ def test_seeded_noise_restores_the_generator():
     with seeded_noise(11, "cpu"):
         y = torch.randn(4)
     assert torch.equal(x, y) and torch.equal(before, torch.get_rng_state())
+
+
+def test_baselines_are_evaluated_without_noise_options(toy_model, tiny_data, tmp_path, monkeypatch):
+    """Only StyleGAN2 asks for evaluation options; a recipe that takes none gets none (cgan refuses unknown ones)."""
+    from stylegan_anime.models import get_recipe
+    assert get_recipe("cgan").eval_options is get_recipe("dcgan").eval_options
+    mc = get_recipe(toy_model).make_config()
+    cfg = TrainConfig(data="unused", size=64, model=toy_model, kimg=0.008, outdir=str(tmp_path), progress=False,
+                      device="cpu", metrics="swd", model_cfg=dataclasses.asdict(mc))
+    t = Trainer(cfg, tmp_path / "run", dataset=tiny_data)
+    monkeypatch.setattr(t.recipe, "generate", lambda G, z, labels=None, **kw: (kw and 1 / 0) or G(z))
+    assert _captured(t, monkeypatch).shape[0] == 8

@@ -291,6 +291,12 @@ class StyleGAN2(Recipe):
     def generate(self, G, z, labels=None, psi: float = 1.0, noise_mode: str = "const", **kwargs) -> torch.Tensor:
         return G(z, self._c(z.shape[0], labels), truncation_psi=psi, noise_mode=noise_mode)
 
+    def eval_options(self) -> dict:
+        # Metrics score images with random noise, as NVlabs' metrics do, not the grids' one fixed noise map: with
+        # 'const' every image carries the same noise pattern, which a metric can mistake for content (the anime-
+        # face detector finds "faces" in a speckle pattern repeated over every sample).
+        return {"noise_mode": "random"}
+
     def grid_variants(self) -> dict[str, dict]:
         return {f"psi{self.cfg.grid_psi:g}": {"psi": self.cfg.grid_psi}}
 

@@ -111,6 +111,10 @@ class Recipe:
         """
         return G(z)
 
+    def eval_options(self) -> dict:
+        """generate() options of the images metrics score (StyleGAN2: random noise, see its recipe)."""
+        return {}
+
     def grid_variants(self) -> dict[str, dict]:
         """Extra sample grids of G_ema logged besides Samples/G and Samples/ema: tag suffix -> generate kwargs."""
         return {}
@@ -143,11 +147,6 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
 
-
-# Evaluation images use StyleGAN2's noise_mode='random' (as NVlabs' metrics do), not the one fixed noise map of
-# the sample grids: with 'const' every image carries the same noise pattern, which a metric can mistake for
-# content (the anime-face detector finds "faces" in a noise pattern repeated over every sample).
-EVAL_NOISE = {"noise_mode": "random"}
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ from .checkpoint import save_checkpoint, writing
 from .config import TrainConfig
 from .distributed import Dist, all_reduce_mean_, barrier
 from .monitor import Monitor
-from .recipe import EVAL_NOISE, Batch, Phase, Recipe, seeded_noise, set_requires_grad
+from .recipe import Batch, Phase, Recipe, seeded_noise, set_requires_grad
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 STOP_CHECK_EVERY = 4  # under torchrun, ranks agree on Ctrl-C and train_s every N iterations (an all-reduce + host sync)
@@ -504,7 +504,7 @@ class Trainer:
             z = latents.take(n, start).to(self.device)
             c = [None] * n if labels is None else labels.to(self.device)
             with seeded_noise(self.cfg.seed * 1_000_003 + first, self.device):  # any rank: the same noise
-                out = [self.recipe.generate(self.G_ema, zc, None if cc is None or cc[0] is None else cc, **EVAL_NOISE)
+                out = [self.recipe.generate(self.G_ema, zc, None if cc is None or cc[0] is None else cc, **self.recipe.eval_options())
                        for zc, cc in zip(z.split(self.batch_gpu), _split(c, self.batch_gpu))]
             return to_uint8(torch.cat(out))
 
