@@ -96,3 +96,12 @@ class ListDataset(SimpleNamespace):
 def tiny_data():
     d = random_dataset()
     return ListDataset(images=d.images, labels=None, label_names=None)
+
+
+def run_cli(argv, capsys):
+    """Run `stylegan-anime ARGV` in-process; returns (exit code, stdout, stderr)."""
+    from stylegan_anime.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 import torch
 from PIL import Image
 
-from stylegan_anime.cli import main
 from stylegan_anime.training.checkpoint import list_checkpoints, load_checkpoint
 
 TINY = ["--metrics", "none", "--model", "dcgan", "--dim", "4", "--batch", "8", "--kimg", "0.016", "--no-progress", "--grid", "1", "--log", "0.008",
@@ -21,12 +21,7 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("STYLEGAN_ANIME_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-def run(argv, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+run = run_cli
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from stylegan_anime.cli import main
 from stylegan_anime.training.checkpoint import list_checkpoints, load_checkpoint
 
 TINY = ["--model", "dcgan", "--dim", "4", "--batch", "8", "--device", "cpu", "--metrics", "none"]
@@ -26,11 +26,7 @@ def _env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("STYLEGAN_ANIME_INCEPTION", str(tmp_path_factory.getbasetemp() / "no-inception.pth"))
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+run = run_cli
 
 
 def test_status_lines_and_evaluation_without_a_tty_and_log_txt(tmp_path, capsys):

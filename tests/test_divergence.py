@@ -7,9 +7,9 @@ import dataclasses
 import math
 
 import pytest
+from conftest import run_cli
 import torch
 
-from stylegan_anime.cli import main
 from stylegan_anime.training import trainer as trainer_mod
 from stylegan_anime.training.checkpoint import list_checkpoints, load_checkpoint
 from stylegan_anime.training.trainer import Trainer
@@ -28,10 +28,8 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return e.value.code, out.err
+    code, _, err = run_cli(argv, capsys)
+    return code, err
 
 
 def _nan_from(monkeypatch, iteration: int) -> None:
