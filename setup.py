@@ -23,6 +23,7 @@ setup(
         "stylegan_anime.cli",
         "stylegan_anime.tools",
         "stylegan_anime.opbench",
+        "stylegan_anime.explore",
         "stylegan_anime.baselines",
         "stylegan_anime.cuda_ops",
     ],
@@ -31,7 +32,7 @@ setup(
         "stylegan_anime.baselines": "baselines",
         "stylegan_anime.cuda_ops": "cuda_ops",
     },
-    package_data={"stylegan_anime.cuda_ops": ["*.h", "*.cpp", "*.cu"]},
+    package_data={"stylegan_anime.cuda_ops": ["*.h", "*.cpp", "*.cu"], "stylegan_anime.explore": ["static/*"]},
     install_requires=[
         "torch>=2.4",
         "numpy",
@@ -48,6 +49,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "animeface>=2.0"],
         "afd": ["animeface>=2.0"],
+        "faces": ["animeface>=2.0"],  # prepare-data --crop-faces
     },
     entry_points={"console_scripts": ["stylegan-anime=stylegan_anime.cli:main"]},
 )
