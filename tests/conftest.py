@@ -105,3 +105,18 @@ def run_cli(argv, capsys):
         main(argv)
     out = capsys.readouterr()
     return e.value.code, out.out, out.err
+
+
+def train_run(outdir, *args: str):
+    """Train a tiny run on 16 demo faces in-process (`train ARGS` on top of small defaults); its run folder."""
+    from stylegan_anime.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", "demo:16", "--batch", "8", "--no-progress", "--device", "cpu", "--metrics", "none",
+              "--outdir", str(outdir), *args])
+    assert e.value.code == 0
+    (run,) = [p for p in outdir.iterdir() if p.is_dir()]
+    return run
+
+
+TINY_STYLEGAN2 = ("--model", "stylegan2", "--channel-base", "256", "--channel-max", "16", "--z-dim", "16",
+                  "--w-dim", "16", "--num-fp16-res", "0")

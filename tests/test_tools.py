@@ -28,19 +28,10 @@ from stylegan_anime.tools import (compare_runs, format_table, has_w_space, laten
 from stylegan_anime.tools.figures import parse_layers, style_mixing_image, truncation_image
 from stylegan_anime.tools.video import catmull_rom_loop, gif_durations, keyframe_ws, parse_grid, slerp
 
+from conftest import TINY_STYLEGAN2, train_run
+
 REPO = Path(__file__).resolve().parents[1]
 RES = 64
-
-
-def _train(outdir: Path, *args: str) -> Path:
-    from stylegan_anime.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--data", "demo:16", "--batch", "8", "--no-progress", "--device", "cpu", "--metrics", "none",
-              "--outdir", str(outdir), *args])
-    assert e.value.code == 0
-    (run,) = [p for p in outdir.iterdir() if p.is_dir()]
-    return run
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +39,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tool-runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STYLEGAN_ANIME_CACHE", str(root / "cache"))
-        dcgan = _train(root / "dcgan", "--model", "dcgan", "--dim", "4", "--kimg", "0.016", "--log", "0.008")
-        sg2 = _train(root / "sg2", "--model", "stylegan2", "--channel-base", "256", "--channel-max", "16",
-                     "--z-dim", "16", "--w-dim", "16", "--num-fp16-res", "0", "--kimg", "0.008")
+        dcgan = train_run(root / "dcgan", "--model", "dcgan", "--dim", "4", "--kimg", "0.016", "--log", "0.008")
+        sg2 = train_run(root / "sg2", *TINY_STYLEGAN2, "--kimg", "0.008")
     _recalibrate_batchnorm(dcgan)
     return {"dcgan": dcgan, "stylegan2": sg2}
 

@@ -6,6 +6,8 @@
   data.py     prepare-data, import-checkpoint
   metrics.py  metrics, compare, download-inception
   bench.py    bench, doctor
+  editing.py  project, directions, edit (StyleGAN2 W space)
+  explore.py  explore (a local web page to browse a model)
 
 User mistakes (bad flags, missing data, unreadable checkpoints) are one line on stderr, `error: ...`,
 exit code 2, never a traceback. Ctrl-C during training saves a checkpoint and exits with 130.
@@ -19,7 +21,7 @@ import click
 
 from ..training import console
 from ..training.checkpoint import error_text
-from . import bench, data, metrics, sample, train  # noqa: F401  (each registers its commands on `cli`)
+from . import bench, data, editing, explore, metrics, sample, train  # noqa: F401  (each registers its commands on `cli`)
 from .common import USER_ERRORS, RankFailed, cli
 
 __all__ = ["cli", "main"]

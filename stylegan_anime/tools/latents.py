@@ -1,0 +1,152 @@
+"""W-space plumbing shared by `project`, `directions`, `edit` and `explore` (StyleGAN2 checkpoints only).
+
+    seed_ws(sampler, seeds, psi, labels)   ws [N, num_ws, w_dim] of seeds (conditional models: labels)
+    layer_groups(G)                        {"coarse": [...], "middle": [...], "fine": [...]} ws indices
+    mix_layers(ws, ws2, layers)            ws with the given layers taken from ws2
+    render(sampler, ws, noise)             uint8 [N, H, W, 3]
+    save_latent / load_latent              the projected-latent file (.npz, key `ws` [num_ws, w_dim])
+
+Style layers count from 0 at 4x4. Block r (4, 8, ..., R) reads the ws of its convs and one for its toRGB;
+that toRGB w is also the next block's first conv w. Groups follow the StyleGAN paper: coarse = the
+4-8 px blocks (pose, face shape), middle = 16-32 px (features, hair style), fine = 64 px and up (colours,
+texture).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..generate import seed_latents
+from ..imageio_utils import to_uint8
+from . import require_w_space
+
+LATENT_FORMAT = "stylegan-anime-latent"
+NOISE_CHOICES = ("const", "random", "none")
+
+
+def ws_resolutions(G) -> list[int]:
+    """The block resolution each ws index first feeds (its conv; the last one: the final toRGB)."""
+    syn = G.synthesis
+    out: list[int] = []
+    for res in syn.block_resolutions:
+        out.extend([res] * getattr(syn, f"b{res}").num_conv)
+    out.extend([syn.img_resolution] * (G.num_ws - len(out)))
+    return out
+
+
+def layer_groups(G) -> dict[str, list[int]]:
+    """ws indices of the coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) style layers."""
+    res = ws_resolutions(G)
+    return {"coarse": [i for i, r in enumerate(res) if r <= 8],
+            "middle": [i for i, r in enumerate(res) if 16 <= r <= 32],
+            "fine": [i for i, r in enumerate(res) if r >= 64]}
+
+
+def parse_layer_spec(spec: str | Sequence[int] | None, G) -> list[int]:
+    """'all' / None -> every layer; 'coarse', 'middle', 'fine' (or a '+'-joined mix) or '0-3,8' -> indices."""
+    from .figures import parse_layers
+
+    if spec is None:
+        return list(range(G.num_ws))
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        groups = layer_groups(G)
+        parts = [p.strip() for p in text.split("+")]
+        if parts and all(p in groups for p in parts):
+            return sorted({i for p in parts for i in groups[p]})
+    return parse_layers(spec, G.num_ws)
+
+
+def condition(sampler, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The mapping network's condition c [n, c_dim]: empty for unconditional models; for a conditional
+    StyleGAN2 the encoded labels ([1, K] or [n, K]; default: the sampler's random tags per seed 0..n-1)."""
+    recipe = sampler.recipe
+    if getattr(recipe, "encoder", None) is None:
+        return torch.zeros([n, getattr(sampler.G, "c_dim", 0)], device=sampler.device)
+    if labels is None:
+        labels = sampler.seed_labels(list(range(n)))
+    if labels.shape[0] == 1:
+        labels = labels.expand(n, *labels.shape[1:])
+    return recipe._c(n, labels)
+
+
+@torch.no_grad()
+def seed_ws(sampler, seeds: Sequence[int], psi: float = 1.0, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """ws [len(seeds), num_ws, w_dim] (float32, on the sampler's device), truncated towards w_avg by psi."""
+    require_w_space(sampler, "W space")
+    if labels is None and getattr(sampler.recipe, "encoder", None) is not None:
+        labels = sampler.seed_labels(list(seeds))
+    z = seed_latents(list(seeds), sampler.recipe.z_dim).to(sampler.device)
+    return sampler.G.mapping(z, condition(sampler, len(seeds), labels), truncation_psi=psi).float()
+
+
+def w_avg_ws(sampler) -> torch.Tensor:
+    """ws [1, num_ws, w_dim] of the tracked average w (conditional models: the unconditional average)."""
+    G = sampler.G
+    return G.mapping.w_avg.detach().float().reshape(1, 1, -1).repeat(1, G.num_ws, 1)
+
+
+def mix_layers(ws: torch.Tensor, ws2: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+    """ws [N, L, C] with the layers in `layers` replaced by ws2's ([N or 1, L, C])."""
+    out = ws.clone()
+    idx = list(layers)
+    if idx:
+        out[:, idx] = ws2.expand_as(ws)[:, idx]
+    return out
+
+
+@torch.no_grad()
+def render(sampler, ws: torch.Tensor, noise: str = "const", batch: int = 16) -> np.ndarray:
+    """uint8 [N, H, W, 3] from ws [N, num_ws, w_dim]; noise: 'const' (the trained fixed maps), 'random'
+    or 'none'."""
+    if noise not in NOISE_CHOICES:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_CHOICES)}, got {noise!r}")
+    ws = ws.to(sampler.device)
+    return np.concatenate([to_uint8(sampler.G.synthesis(chunk, noise_mode=noise).float().cpu())
+                           for chunk in ws.split(batch)])
+
+
+def save_latent(path: str | os.PathLike, ws: torch.Tensor, **meta) -> Path:
+    """Write ws [num_ws, w_dim] (or [1, num_ws, w_dim]) and string/number metadata to an .npz, atomically."""
+    path = Path(path)
+    ws = ws.detach().float().cpu().reshape(-1, ws.shape[-1]).numpy()
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, ws=ws, format=LATENT_FORMAT, **{k: np.asarray(v) for k, v in meta.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def load_latent(path: str | os.PathLike, G) -> torch.Tensor:
+    """ws [1, num_ws, w_dim] from a latent file of ours, or stylegan2-ada-pytorch's projected_w.npz (key `w`).
+    A single w [w_dim] or [1, w_dim] is broadcast to every layer. One-line ValueError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"latent file does not exist: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            key = "ws" if "ws" in f.files else "w" if "w" in f.files else None
+            if key is None:
+                raise ValueError(f"{path} holds no latent (no 'ws' or 'w' array); make one with `project`")
+            arr = np.asarray(f[key], dtype=np.float32)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"cannot read latent file {path}: {e}") from None
+    except ValueError as e:
+        if "holds no latent" in str(e):
+            raise
+        raise ValueError(f"{path} is not a latent .npz file ({e})") from None
+    arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim >= 1 else arr
+    if arr.ndim != 2 or arr.shape[-1] != G.w_dim or arr.shape[0] not in (1, G.num_ws):
+        raise ValueError(f"{path}: latent of shape {list(arr.shape)} does not fit this generator "
+                         f"([{G.num_ws}, {G.w_dim}] or [1, {G.w_dim}])")
+    ws = torch.from_numpy(arr)
+    if ws.shape[0] == 1:
+        ws = ws.repeat(G.num_ws, 1)
+    return ws.unsqueeze(0)
+
+
+__all__ = ["LATENT_FORMAT", "NOISE_CHOICES", "condition", "layer_groups", "load_latent", "mix_layers",
+           "parse_layer_spec", "render", "save_latent", "seed_ws", "w_avg_ws", "ws_resolutions"]
