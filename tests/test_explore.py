@@ -36,7 +36,8 @@ def runs(tmp_path_factory):
         mp.setenv("STYLEGAN_ANIME_CACHE", str(root / "cache"))
         sg2 = train_run(root / "sg2", *TINY_STYLEGAN2, "--kimg", "0.008")
         dcgan = train_run(root / "dcgan", "--model", "dcgan", "--dim", "4", "--kimg", "0.008")
-    return {"sg2": sg2, "dcgan": dcgan}
+        cond = train_run(root / "cond", *TINY_STYLEGAN2, "--cond", "--kimg", "0.008")
+    return {"sg2": sg2, "dcgan": dcgan, "cond": cond}
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +154,21 @@ def test_noise_modes(explorer):
 def test_tags_need_a_conditional_model(explorer):
     with pytest.raises(ValueError, match="conditional"):
         explorer.check(View(tags="pink hair"))
+
+
+def test_tags_of_a_conditional_stylegan2(runs):
+    """The tags are the mapping network's condition: they change w (and the image); no tags = the seed's own."""
+    from stylegan_anime.tools.tags import tags_to_labels
+
+    s = Sampler(runs["cond"], device="cpu")
+    ex = Explorer(s)
+    pink = ex.ws(View(seed=1, tags="pink hair, blue eyes"))
+    assert torch.equal(pink, seed_ws(s, [1], 0.7, tags_to_labels("pink hair, blue eyes", s.config.label_names)).cpu())
+    assert not torch.equal(pink, ex.ws(View(seed=1, tags="black hair, red eyes")))
+    assert torch.equal(ex.ws(View(seed=1)), seed_ws(s, [1], 0.7).cpu())
+    assert ex.info()["conditional"] and set(ex.info()["label_names"]) == {"hair", "eye"}
+    with pytest.raises(ValueError, match="unknown tag 'purple nose'"):
+        ex.ws(View(tags="purple nose"))
 
 
 def test_save_writes_png_and_latent_without_overwriting(explorer, tmp_path):

@@ -1,7 +1,7 @@
 """prepare-data --crop-faces: anime faces cut out of whole illustrations (data/faces.py).
 
-The illustrations are made here: procedural demo faces pasted at known boxes onto larger canvases cluttered
-with rectangles, ellipses, lines and noise. Recall of the pasted faces and the IoU of each crop's square with
+The illustrations come from data/illustrations.py: procedural demo faces pasted at known boxes onto larger
+canvases cluttered with rectangles, ellipses, lines and noise. Recall of the pasted faces and the IoU of each crop's square with
 the pasted square are asserted; so are the counts of faceless, unreadable and duplicate inputs.
 """
 from __future__ import annotations
@@ -12,55 +12,22 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from conftest import run_cli
 from stylegan_anime.data.demo import render_face
 from stylegan_anime.data.errors import DataError
-from stylegan_anime.data.faces import (CropSettings, Deduper, box_iou, crop_faces, perceptual_hash,
-                                       square_box)
+from stylegan_anime.data.faces import CropSettings, Deduper, crop_faces, perceptual_hash, square_box
+from stylegan_anime.data.illustrations import clutter, illustration as make_illustration, match_boxes
 from stylegan_anime.data.packed import load_packed
 
 pytest.importorskip("animeface")
 
 
-def clutter(rng, width, height) -> Image.Image:
-    """A busy background: noise, coloured rectangles and ellipses, thick lines."""
-    noise = rng.integers(120, 255, size=(height, width, 3), dtype=np.uint8)
-    img = Image.fromarray(noise)
-    draw = ImageDraw.Draw(img)
-    for _ in range(40):
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(10, 160)), int(rng.integers(10, 160))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        shape = rng.integers(3)
-        if shape == 0:
-            draw.rectangle([x, y, x + w, y + h], fill=colour)
-        elif shape == 1:
-            draw.ellipse([x, y, x + w, y + h], fill=colour)
-        else:
-            draw.line([x, y, x + w, y + h], fill=colour, width=int(rng.integers(2, 12)))
-    return img
-
-
 def illustration(seed: int, faces: int, width: int = 640, height: int = 480):
     """A canvas with `faces` demo faces pasted without overlap; returns (image, [pasted squares])."""
-    rng = np.random.default_rng(seed)
-    img = clutter(rng, width, height)
-    boxes: list[tuple[int, int, int, int]] = []
-    while len(boxes) < faces:
-        side = int(rng.integers(100, 200))
-        x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
-        box = (x, y, x + side, y + side)
-        if any(box_iou(box, b) > 0 or _touch(box, b) for b in boxes):
-            continue
-        img.paste(Image.fromarray(render_face(0, seed * 7 + len(boxes), side)[0]), (x, y))
-        boxes.append(box)
-    return img, boxes
-
-
-def _touch(a, b) -> bool:
-    return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+    return make_illustration(np.random.default_rng(seed), faces, lambda i, side: render_face(0, seed * 7 + i, side)[0],
+                             width, height)
 
 
 def _png(img: Image.Image) -> bytes:
@@ -99,12 +66,8 @@ def cropped(illustrations, tmp_path_factory):
 def test_recall_and_box_iou_of_pasted_faces(cropped):
     ds, report, truth = cropped
     crops = ds.meta["crops"]
-    ious = []
-    for name, boxes in truth.items():
-        found = [c["box"] for c in crops if c["file"] == name]
-        for b in boxes:
-            ious.append(max((box_iou(b, f) for f in found), default=0.0))
-    ious = np.array(ious)
+    ious = np.array([iou for name, boxes in truth.items()
+                     for iou in match_boxes(boxes, [c["box"] for c in crops if c["file"] == name])])
     recall = float((ious >= 0.5).mean())
     assert len(ious) == 16
     assert recall >= 0.9, f"recall {recall:.2f}, IoUs {np.round(ious, 2)}"

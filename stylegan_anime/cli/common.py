@@ -29,6 +29,10 @@ def cli():
       stylegan-anime generate --checkpoint runs/00000-stylegan2-faces-128 --seeds 0-63 --grid grid.png
       stylegan-anime prepare-data ~/faces.zip faces-64 --size 64
       stylegan-anime import-checkpoint network-snapshot-025000.pkl anime.pt
+      stylegan-anime prepare-data ~/illustrations faces-64 --size 64 --crop-faces
+      stylegan-anime project --checkpoint RUN --target me.png --outdir proj
+      stylegan-anime directions --checkpoint RUN --out dirs.npz --figures dirs
+      stylegan-anime explore --checkpoint RUN --directions dirs.npz      # http://127.0.0.1:8000
     """
 
 

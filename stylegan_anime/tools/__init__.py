@@ -4,6 +4,9 @@
     figures     style_mixing_figure, truncation_figure (StyleGAN2 only)
     compare     load_run, compare_runs, format_table, plot_runs: runs side by side
     submission  write_submission: 1.jpg ... N.jpg plus an optional .tgz (the NTU HW6 layout)
+    latents     W-space plumbing: seed ws, layer groups, mixing, rendering, latent files (StyleGAN2)
+    directions  closed-form (SeFa) directions, edits along them, their figures, videos and tag report
+    projector   project: an image -> its latent (stylegan2-ada-pytorch's method, no download needed)
 
 Every function raises ValueError with a one-line message on bad input (so the CLI and the `tools/*.py`
 scripts print `error: ...` and exit 2); heavy optional imports (TensorBoard, matplotlib, ffmpeg) happen

@@ -19,6 +19,7 @@ The ToRGB affines are left out by default, as in the SeFa paper's StyleGAN exper
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -116,13 +117,20 @@ def load_directions(path: str | os.PathLike, G=None) -> Directions:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"directions file does not exist: {path}; make one with `stylegan-anime directions`")
+    not_ours = f"{path} is not a directions file of stylegan-anime; make one with `stylegan-anime directions`"
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "directions" not in f.files or "format" not in f.files or str(f["format"]) != DIRECTIONS_FORMAT:
-                raise ValueError(f"{path} is not a directions file of stylegan-anime")
+        f = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # not an .npz (ValueError: numpy's "pickled data" for any other file)
+        raise ValueError(not_ours) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array
+        raise ValueError(not_ours) from None
+    try:
+        with f:
+            if "format" not in f.files or str(f["format"]) != DIRECTIONS_FORMAT:
+                raise ValueError(not_ours)
             vectors, evals = torch.from_numpy(f["directions"]), torch.from_numpy(f["eigenvalues"])
             sigma, layers = torch.from_numpy(f["sigma"]), [int(i) for i in f["layers"]]
-    except (OSError, EOFError, KeyError) as e:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read directions file {path}: {e}") from None
     if G is not None and (vectors.shape[-1] != G.w_dim or (layers and max(layers) >= G.num_ws)):
         raise ValueError(f"{path} was made for another generator (w_dim {vectors.shape[-1]}, layers up to "

@@ -14,6 +14,7 @@ texture).
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -127,17 +128,20 @@ def load_latent(path: str | os.PathLike, G) -> torch.Tensor:
     if not path.is_file():
         raise ValueError(f"latent file does not exist: {path}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # not an .npz (ValueError: numpy's "pickled data" for any other file)
+        raise ValueError(f"{path} is not a latent .npz file; make one with `stylegan-anime project`") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array
+        raise ValueError(f"{path} is not a latent .npz file; make one with `stylegan-anime project`") from None
+    try:
+        with f:
             key = "ws" if "ws" in f.files else "w" if "w" in f.files else None
             if key is None:
                 raise ValueError(f"{path} holds no latent (no 'ws' or 'w' array); make one with `project`")
             arr = np.asarray(f[key], dtype=np.float32)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read latent file {path}: {e}") from None
-    except ValueError as e:
-        if "holds no latent" in str(e):
-            raise
-        raise ValueError(f"{path} is not a latent .npz file ({e})") from None
+
     arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim >= 1 else arr
     if arr.ndim != 2 or arr.shape[-1] != G.w_dim or arr.shape[0] not in (1, G.num_ws):
         raise ValueError(f"{path}: latent of shape {list(arr.shape)} does not fit this generator "
