@@ -120,3 +120,26 @@ def train_run(outdir, *args: str):
 
 TINY_STYLEGAN2 = ("--model", "stylegan2", "--channel-base", "256", "--channel-max", "16", "--z-dim", "16",
                   "--w-dim", "16", "--num-fp16-res", "0")
+
+
+class TinyRuns:
+    """Tiny runs trained on first use and shared by the whole session: 'sg2' (TINY_STYLEGAN2), 'cond' (the same,
+    tag-conditional), 'dcgan'. Only read them: tests that change a checkpoint train their own."""
+
+    ARGS = {"sg2": (*TINY_STYLEGAN2, "--kimg", "0.008"), "cond": (*TINY_STYLEGAN2, "--cond", "--kimg", "0.008"),
+            "dcgan": ("--model", "dcgan", "--dim", "4", "--kimg", "0.008")}
+
+    def __init__(self, root):
+        self.root, self.runs = root, {}
+
+    def __getitem__(self, name: str):
+        if name not in self.runs:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("STYLEGAN_ANIME_CACHE", str(self.root / "cache"))
+                self.runs[name] = train_run(self.root / name, *self.ARGS[name])
+        return self.runs[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"))

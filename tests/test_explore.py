@@ -26,23 +26,12 @@ from stylegan_anime.explore.server import page
 from stylegan_anime.generate import Sampler
 from stylegan_anime.tools.directions import edit_ws, find_directions
 from stylegan_anime.tools.latents import layer_groups, load_latent, save_latent, seed_ws
-from conftest import TINY_STYLEGAN2, run_cli, train_run
+from conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("explore-runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STYLEGAN_ANIME_CACHE", str(root / "cache"))
-        sg2 = train_run(root / "sg2", *TINY_STYLEGAN2, "--kimg", "0.008")
-        dcgan = train_run(root / "dcgan", "--model", "dcgan", "--dim", "4", "--kimg", "0.008")
-        cond = train_run(root / "cond", *TINY_STYLEGAN2, "--cond", "--kimg", "0.008")
-    return {"sg2": sg2, "dcgan": dcgan, "cond": cond}
-
-
-@pytest.fixture(scope="module")
-def sampler(runs):
-    return Sampler(runs["sg2"], device="cpu")
+def sampler(tiny_runs):
+    return Sampler(tiny_runs["sg2"], device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +145,11 @@ def test_tags_need_a_conditional_model(explorer):
         explorer.check(View(tags="pink hair"))
 
 
-def test_tags_of_a_conditional_stylegan2(runs):
+def test_tags_of_a_conditional_stylegan2(tiny_runs):
     """The tags are the mapping network's condition: they change w (and the image); no tags = the seed's own."""
     from stylegan_anime.tools.tags import tags_to_labels
 
-    s = Sampler(runs["cond"], device="cpu")
+    s = Sampler(tiny_runs["cond"], device="cpu")
     ex = Explorer(s)
     pink = ex.ws(View(seed=1, tags="pink hair, blue eyes"))
     assert torch.equal(pink, seed_ws(s, [1], 0.7, tags_to_labels("pink hair, blue eyes", s.config.label_names)).cpu())
@@ -181,9 +170,9 @@ def test_save_writes_png_and_latent_without_overwriting(explorer, tmp_path):
         assert View.from_query(parse_qs(str(f["view"]), keep_blank_values=True)) == view
 
 
-def test_explorer_refuses_a_baseline(runs):
+def test_explorer_refuses_a_baseline(tiny_runs):
     with pytest.raises(ValueError, match="StyleGAN2"):
-        Explorer(Sampler(runs["dcgan"], device="cpu"))
+        Explorer(Sampler(tiny_runs["dcgan"], device="cpu"))
 
 
 # ------------------------------------------------------------------------------------------ the page
@@ -255,25 +244,25 @@ def test_http_save(server, explorer):
 
 
 # ------------------------------------------------------------------------------------------ the command
-def test_command_errors_are_one_line(runs, tmp_path, capsys):
-    code, _, err = run_cli(["explore", "--checkpoint", str(runs["dcgan"])], capsys)
+def test_command_errors_are_one_line(tiny_runs, tmp_path, capsys):
+    code, _, err = run_cli(["explore", "--checkpoint", str(tiny_runs["dcgan"])], capsys)
     assert code == 2 and "needs a StyleGAN2 checkpoint" in err and "Traceback" not in err
-    code, _, err = run_cli(["explore", "--checkpoint", str(runs["sg2"]), "--directions", str(tmp_path / "no.npz")],
+    code, _, err = run_cli(["explore", "--checkpoint", str(tiny_runs["sg2"]), "--directions", str(tmp_path / "no.npz")],
                            capsys)
     assert code == 2 and "directions file does not exist" in err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, _, err = run_cli(["explore", "--checkpoint", str(runs["sg2"]), "--port", str(port)], capsys)
+        code, _, err = run_cli(["explore", "--checkpoint", str(tiny_runs["sg2"]), "--port", str(port)], capsys)
     assert code == 2 and f"port {port} on 127.0.0.1 is in use" in err
     assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-def test_command_serves_until_ctrl_c(runs, latent_file, tmp_path):
+def test_command_serves_until_ctrl_c(tiny_runs, latent_file, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "stylegan_anime.cli", "explore", "--checkpoint", str(runs["sg2"]),
+    proc = subprocess.Popen([sys.executable, "-m", "stylegan_anime.cli", "explore", "--checkpoint", str(tiny_runs["sg2"]),
                              "--latent", str(latent_file), "--port", "0", "--outdir", str(tmp_path / "saves")],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -150,6 +150,7 @@ def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, vi
         if video and not figures:
             raise ValueError("--video writes beside the figures: give --figures DIR")
         sampler = _sampler(checkpoint, device)
+        tags_ds = _tags_dataset(sampler, tags_data) if tags_data else None  # its mistakes before any work
         dirs = find_directions(sampler.G, layers, k=num)
         with writing(out, remove_partial=True):
             dirs.save(out, checkpoint=str(checkpoint), layer_spec=layers)
@@ -167,18 +168,23 @@ def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, vi
                     direction_video(sampler, dirs, k, folder / f"direction-{k}.mp4", seed_list,
                                     amount=max(abs(a) for a in steps), psi=psi)
             click.echo(f"wrote {len(dirs)} figures{' and videos' if video else ''} to {folder}", err=True)
-        if tags_data:
-            _tags_report(sampler, dirs, tags_data)
+        if tags_ds is not None:
+            _tags_report(sampler, dirs, tags_ds)
 
 
-def _tags_report(sampler, dirs, data: str) -> None:
+def _tags_dataset(sampler, data: str):
     from ..data import open_dataset
-    from ..metrics.tagacc import train_classifier
-    from ..tools.directions import tag_report
 
     ds = open_dataset(data, sampler.G.img_resolution)
     if ds.labels is None or not ds.label_names:
         raise ValueError(f"--tags-data {data} has no hair/eye labels (prepare-data --labels makes a labelled pack)")
+    return ds
+
+
+def _tags_report(sampler, dirs, ds) -> None:
+    from ..metrics.tagacc import train_classifier
+    from ..tools.directions import tag_report
+
     classifier, holdout = train_classifier(ds, sampler.device, progress=True)
     rows = tag_report(sampler, dirs, classifier, ds.label_names)
     click.echo(f"tag classifier: held-out accuracy on reals {holdout:.3f}; predicted colours at -3 / +3 sigma "

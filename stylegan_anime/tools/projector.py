@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -107,7 +108,9 @@ class LPIPSFeatures:
         if not path.is_file():
             raise ValueError(f"VGG16 file does not exist: {path} (stylegan2-ada-pytorch's metrics/vgg16.pt)")
         try:
-            self.net = torch.jit.load(str(path), map_location=device).eval()
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the published file is TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(str(path), map_location=device).eval()
         except Exception as e:  # noqa: BLE001 - not a TorchScript file, or a broken one
             raise ValueError(f"cannot load {path} as a TorchScript VGG16 (vgg16.pt): {type(e).__name__}") from None
 

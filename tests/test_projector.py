@@ -1,0 +1,176 @@
+"""`project`: the projector's schedule and noise penalty, projections of the model's own samples (W and W+,
+discriminator / pixel / stand-in LPIPS distances), and the command's files and one-line errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import run_cli
+from stylegan_anime.generate import Sampler
+from stylegan_anime.tools.latents import load_latent, render, seed_ws, w_avg_ws
+from stylegan_anime.tools.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, _noise_penalty,
+                                            learning_rate, load_discriminator, load_target, project, psnr)
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def sampler(tiny_runs):
+    return Sampler(tiny_runs["sg2"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def target(sampler):
+    """An own sample (seed 11, psi 1, constant noise): uint8 [R, R, 3] and [1, 3, R, R] in [-1, 1]."""
+    u8 = render(sampler, seed_ws(sampler, [11]), "const")[0]
+    return u8, torch.from_numpy(u8).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def settings(**kw) -> ProjectSettings:
+    return ProjectSettings(**{"steps": STEPS, "w_avg_samples": 500, "frame_every": 0, **kw})
+
+
+def test_learning_rate_ramps_up_then_down():
+    s = ProjectSettings(lr=0.1)
+    assert learning_rate(s, 0.0) == 0.0
+    assert learning_rate(s, 0.025) == pytest.approx(0.05)           # halfway up the 5% ramp
+    assert learning_rate(s, 0.05) == pytest.approx(0.1) == learning_rate(s, 0.5) == learning_rate(s, 0.75)
+    assert learning_rate(s, 0.875) == pytest.approx(0.05)           # cosine: halfway down the last 25%
+    assert learning_rate(s, 0.999) < 1e-4
+    down = [learning_rate(s, t) for t in np.linspace(0.75, 0.999, 20)]
+    assert all(a >= b for a, b in zip(down, down[1:]))
+
+
+def test_noise_penalty_punishes_correlated_noise():
+    g = torch.Generator().manual_seed(0)
+    white = [torch.randn(32, 32, generator=g), torch.randn(16, 16, generator=g)]
+    smooth = [F.interpolate(torch.randn(1, 1, r // 4, r // 4, generator=g), size=(r, r), mode="bilinear")[0, 0]
+              for r in (32, 16)]
+    smooth = [m / m.std() for m in smooth]
+    assert _noise_penalty(smooth) > 100 * _noise_penalty(white)
+
+
+def test_discriminator_features(sampler, tiny_runs, target):
+    feats = DiscriminatorFeatures(load_discriminator(sampler, tiny_runs["sg2"]))
+    fa = feats.features(target[1])
+    for f in fa:
+        torch.testing.assert_close(f.square().sum(1), torch.ones_like(f[:, 0]))    # unit norm per position
+    assert feats(fa, fa).item() == 0
+    other = render(sampler, seed_ws(sampler, [12]), "const")[0]
+    fb = feats.features(torch.from_numpy(other).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    assert feats(fa, fb).item() > 0
+
+
+@pytest.mark.parametrize("distance", ["d", "pixels"])
+def test_own_sample_projects_back_closer_than_the_start(sampler, tiny_runs, target, distance):
+    u8, t = target
+    dist = DiscriminatorFeatures(load_discriminator(sampler, tiny_runs["sg2"])) if distance == "d" else None
+    p = project(sampler, t, settings(optimize_noise=False), dist, progress=False)
+    start = render(sampler, w_avg_ws(sampler), "const")[0]
+    assert psnr(p.image, u8) > psnr(start, u8) + 3, (psnr(p.image, u8), psnr(start, u8))
+    assert p.losses[-1] < p.losses[0]
+    assert np.array_equal(p.image, render(sampler, p.ws, "const")[0])    # the image is what the latent renders
+    assert torch.equal(p.ws[0, 0].expand_as(p.ws[0]), p.ws[0])          # W mode: one w for every layer
+    again = project(sampler, t, settings(optimize_noise=False), dist, progress=False)
+    assert torch.equal(again.ws, p.ws)                                   # deterministic
+
+
+def test_w_plus_and_noise_optimisation(sampler, target):
+    u8, t = target
+    p = project(sampler, t, settings(mode="w+", frame_every=10), progress=False)
+    assert not torch.equal(p.ws[0, 0], p.ws[0, -1])                      # one w per layer
+    assert len(p.frames) == STEPS // 10 + 1 and p.frames[0].shape == u8.shape
+    for name, m in p.noise.items():                                      # renormalised after every step
+        assert abs(float(m.mean())) < 1e-4 and float(m.std(unbiased=False)) == pytest.approx(1, abs=1e-3), name
+    own = {n: b for n, b in sampler.G.synthesis.named_buffers() if n.endswith("noise_const")}
+    assert any(not torch.equal(b, p.noise[n.rsplit(".", 1)[0]]) for n, b in own.items())  # maps were optimised
+    assert psnr(p.image, u8) > psnr(render(sampler, w_avg_ws(sampler), "const")[0], u8)
+
+
+class FakeVGG(torch.nn.Module):
+    """The call of stylegan2-ada-pytorch's vgg16.pt: f(x in [0, 255] at 256 px, resize_images, return_lpips)."""
+
+    def forward(self, x: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
+        assert x.shape[2] == 256 and x.shape[3] == 256 and not resize_images and return_lpips
+        f = F.avg_pool2d(x / 255.0, 16).flatten(1)
+        return f / f.square().sum(1, keepdim=True).sqrt()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_lpips_file_by_path(sampler, target, tmp_path):
+    path = tmp_path / "vgg16.pt"
+    torch.jit.script(FakeVGG()).save(str(path))
+    lp = LPIPSFeatures(path, "cpu")
+    u8, t = target
+    fa = lp.features(t)
+    assert fa.shape == (1, 3 * 16 * 16) and lp(fa, fa).item() == 0
+    p = project(sampler, t, settings(optimize_noise=False), lp, progress=False)
+    assert psnr(p.image, u8) > psnr(render(sampler, w_avg_ws(sampler), "const")[0], u8)
+    (tmp_path / "junk.pt").write_bytes(b"\x00not torchscript")
+    with pytest.raises(ValueError, match="cannot load .* as a TorchScript VGG16"):
+        LPIPSFeatures(tmp_path / "junk.pt", "cpu")
+    with pytest.raises(ValueError, match="VGG16 file does not exist"):
+        LPIPSFeatures(tmp_path / "none.pt", "cpu")
+
+
+def test_load_target(tmp_path):
+    Image.new("RGB", (120, 80), (255, 0, 0)).save(tmp_path / "red.png")
+    u8, t = load_target(tmp_path / "red.png", 32)
+    assert u8.shape == (32, 32, 3) and (u8 == [255, 0, 0]).all()
+    assert t.shape == (1, 3, 32, 32) and t[0, 0].min() == 1 and t[0, 1].max() == -1
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        load_target(tmp_path / "notes.png", 32)
+
+
+def test_settings_are_checked():
+    for kw, match in [({"mode": "z"}, "--mode"), ({"steps": 0}, "--steps"), ({"lr": 0}, "--lr"),
+                      ({"pixel_weight": -1}, "--pixel-weight")]:
+        with pytest.raises(ValueError, match=match):
+            ProjectSettings(**kw).check()
+
+
+# ------------------------------------------------------------------------------------------ the command
+def test_project_command_writes_latent_images_and_video(tiny_runs, target, tmp_path, capsys):
+    s = Sampler(tiny_runs["sg2"], device="cpu")
+    R = s.G.img_resolution
+    Image.fromarray(target[0]).save(tmp_path / "me.png")
+    code, _, err = run_cli(["project", "--checkpoint", str(tiny_runs["sg2"]), "--target", str(tmp_path / "me.png"),
+                            "--outdir", str(tmp_path / "proj"), "--steps", "10", "--keep-noise", "--no-progress",
+                            "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "PSNR" in err
+    out = tmp_path / "proj"
+    ws = load_latent(out / "me.npz", s.G)
+    found = np.asarray(Image.open(out / "me.png"))
+    assert np.array_equal(found, render(s, ws, "const")[0])
+    assert np.array_equal(np.asarray(Image.open(out / "me-compare.png")), np.concatenate([target[0], found], 1))
+    with np.load(out / "me.npz") as f:
+        assert float(f["psnr"]) == pytest.approx(psnr(found, target[0]), abs=1e-6)
+        assert any(k.startswith("noise/") for k in f.files)
+    video = (out / "me.mp4").read_bytes()
+    assert video[4:8] == b"ftyp" and len(video) > 1000
+    assert Image.open(out / "me-compare.png").size == (2 * R, R)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--checkpoint", "DCGAN"], "needs a StyleGAN2 checkpoint"),
+    (["--distance", "lpips"], "--distance lpips needs --vgg"),
+    (["--vgg", "v.pt", "--distance", "d"], "--vgg is for --distance lpips"),
+    (["--target", "missing.png"], "target image does not exist"),
+    (["--target", "NOTES"], "not a readable image"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--checkpoint", "nothing-here.pt"], "checkpoint does not exist"),
+])
+def test_project_errors_are_one_line(tiny_runs, tmp_path, capsys, args, match):
+    (tmp_path / "notes.png").write_text("not an image")
+    Image.new("RGB", (8, 8)).save(tmp_path / "t.png")
+    names = {"DCGAN": str(tiny_runs["dcgan"]), "NOTES": str(tmp_path / "notes.png")}
+    argv = ["project", "--checkpoint", str(tiny_runs["sg2"]), "--target", str(tmp_path / "t.png"),
+            "--outdir", str(tmp_path / "o"), "--steps", "2", "--no-video", "--no-progress"]
+    argv += [names.get(a, a) for a in args]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
