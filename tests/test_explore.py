@@ -276,3 +276,13 @@ def test_command_serves_until_ctrl_c(tiny_runs, latent_file, tmp_path):
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in rest and "Traceback" not in rest
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_explorer_on_cuda_matches_the_cpu(tiny_runs, explorer):
+    """The same view on the GPU: the same picture up to float rounding (TF32 off for the comparison)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    gpu = Explorer(Sampler(tiny_runs["sg2"], device="cuda"), explorer.directions,
+                   {k: v for k, v in explorer.latents.items()})
+    for view in (View(seed=3, psi=0.7, mix="coarse", mix_seed=4, dirs=(1.0,)), View(latent="me", psi=1.0)):
+        assert np.abs(_pixels(gpu.png(view)) - _pixels(explorer.png(view))).mean() < 1.0

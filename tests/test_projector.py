@@ -174,3 +174,13 @@ def test_project_errors_are_one_line(tiny_runs, tmp_path, capsys, args, match):
     argv += [names.get(a, a) for a in args]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_projection_on_cuda(tiny_runs, target):
+    """The projector on the GPU (D distance, W+, noise optimised) gets closer than its start, like on the CPU."""
+    s = Sampler(tiny_runs["sg2"], device="cuda")
+    u8, t = target
+    p = project(s, t, settings(mode="w+"), DiscriminatorFeatures(load_discriminator(s, tiny_runs["sg2"])),
+                progress=False)
+    assert p.ws.device.type == "cpu" and psnr(p.image, u8) > psnr(render(s, w_avg_ws(s), "const")[0], u8)

@@ -9,6 +9,13 @@
 #   tools/gpu_checks.sh OUT profile    # torch.profiler tables + traces of StyleGAN2 at 64 and 128 px
 #   tools/gpu_checks.sh OUT reference CHECKOUT   # the same batch and resolution with stylegan2-ada-pytorch
 #   tools/gpu_checks.sh OUT demo DATA  # a 10-minute StyleGAN2 run at 64 px (auto preset), grid and metrics
+#   tools/gpu_checks.sh OUT all [CHECKOUT] [DATA]   # everything a lent machine should do first, in one call of
+#                                      # about 5 minutes (each part under its own time limit, a failed or
+#                                      # timed-out part is logged and the next one runs): clean op build and
+#                                      # CUDA tests, the GPU tests of the tools, bench fp32 + bf16 (with the
+#                                      # reference checkout beside ours if given), a 128 px profile, a 90 s
+#                                      # demo run at 128 px on DATA. Carry the checkout as an ignored path,
+#                                      # e.g. .reference/stylegan2-ada-pytorch (never commit it).
 set -euo pipefail
 out=${1:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
 step=${2:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
@@ -37,6 +44,23 @@ case "$step" in
   demo)
     run timeout 600 stylegan-anime train --data "${3:?demo needs --data}" --size 64 --kimg 1000 --outdir "$out/runs" \
         --no-progress --metrics swd --metrics-kimg 100 || true ;;
+  all)
+    ref=${3:-}; data=${4:-}
+    part() { local limit=$1; shift; echo "+ [limit ${limit}s] $*" | tee -a "$log"
+             timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log" \
+               || echo "! exit ${PIPESTATUS[0]}: $*" | tee -a "$log"; }
+    rm -rf "${STYLEGAN_ANIME_OPS_CACHE:-$HOME/.cache/stylegan-anime/ops}"  # a clean JIT build
+    part 120 stylegan-anime doctor --build
+    part 90 python -m pytest -q -rs -x tests/test_ops_cuda.py tests/test_ops_build.py
+    part 60 python -m pytest -q -rs tests/test_explore.py tests/test_projector.py -k cuda
+    part 75 stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 1 ${ref:+--reference "$ref"}
+    part 60 stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 1 --amp bf16 ${ref:+--reference "$ref"}
+    part 45 stylegan-anime bench --models stylegan2 --sizes 128 --profile "$out/profile"
+    if [ -n "$data" ]; then
+      part 100 stylegan-anime train --data "$data" --size 128 --minutes 1.5 --outdir "$out/runs" --no-progress \
+          --metrics none --grid 20
+    fi
+    echo "all: done in ${SECONDS}s" | tee -a "$log" ;;
   *)
     echo "unknown step $step" >&2; exit 2 ;;
 esac
