@@ -1,6 +1,8 @@
 """Shared test helpers: a tiny batch-independent GAN recipe and small in-memory datasets."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # subprocesses too: tiny test tensors, no thread-pool contention
@@ -133,8 +135,9 @@ class TinyRuns:
         self.root, self.runs = root, {}
 
     def __getitem__(self, name: str):
-        if name not in self.runs:
-            with pytest.MonkeyPatch.context() as mp:
+        if name not in self.runs:  # quietly: the first use may be inside a test that reads its own output
+            with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
                 mp.setenv("STYLEGAN_ANIME_CACHE", str(self.root / "cache"))
                 self.runs[name] = train_run(self.root / name, *self.ARGS[name])
         return self.runs[name]

@@ -80,7 +80,7 @@ def test_own_sample_projects_back_closer_than_the_start(sampler, tiny_runs, targ
 
 def test_w_plus_and_noise_optimisation(sampler, target):
     u8, t = target
-    p = project(sampler, t, settings(mode="w+", frame_every=10), progress=False)
+    p = project(sampler, t, settings(mode="w+", frame_every=10, optimize_noise=True), progress=False)
     assert not torch.equal(p.ws[0, 0], p.ws[0, -1])                      # one w per layer
     assert len(p.frames) == STEPS // 10 + 1 and p.frames[0].shape == u8.shape
     for name, m in p.noise.items():                                      # renormalised after every step
@@ -126,6 +126,14 @@ def test_load_target(tmp_path):
         load_target(tmp_path / "notes.png", 32)
 
 
+def test_noise_maps_are_kept_by_default(sampler, target):
+    """Default: the model's constant maps stay (the latent alone reproduces the image in edit / explore)."""
+    assert not ProjectSettings().optimize_noise
+    p = project(sampler, target[1], settings(steps=3), progress=False)
+    own = dict(sampler.G.synthesis.named_buffers())
+    assert all(torch.equal(m, own[f"{name}.noise_const"]) for name, m in p.noise.items()) and p.noise
+
+
 def test_settings_are_checked():
     for kw, match in [({"mode": "z"}, "--mode"), ({"steps": 0}, "--steps"), ({"lr": 0}, "--lr"),
                       ({"pixel_weight": -1}, "--pixel-weight")]:
@@ -139,7 +147,7 @@ def test_project_command_writes_latent_images_and_video(tiny_runs, target, tmp_p
     R = s.G.img_resolution
     Image.fromarray(target[0]).save(tmp_path / "me.png")
     code, _, err = run_cli(["project", "--checkpoint", str(tiny_runs["sg2"]), "--target", str(tmp_path / "me.png"),
-                            "--outdir", str(tmp_path / "proj"), "--steps", "10", "--keep-noise", "--no-progress",
+                            "--outdir", str(tmp_path / "proj"), "--steps", "10", "--no-progress",
                             "--device", "cpu"], capsys)
     assert code == 0, err
     assert "PSNR" in err
@@ -181,6 +189,6 @@ def test_projection_on_cuda(tiny_runs, target):
     """The projector on the GPU (D distance, W+, noise optimised) gets closer than its start, like on the CPU."""
     s = Sampler(tiny_runs["sg2"], device="cuda")
     u8, t = target
-    p = project(s, t, settings(mode="w+"), DiscriminatorFeatures(load_discriminator(s, tiny_runs["sg2"])),
+    p = project(s, t, settings(mode="w+", optimize_noise=True), DiscriminatorFeatures(load_discriminator(s, tiny_runs["sg2"])),
                 progress=False)
     assert p.ws.device.type == "cpu" and psnr(p.image, u8) > psnr(render(s, w_avg_ws(s), "const")[0], u8)

@@ -58,7 +58,7 @@ def main(checkpoint, seeds, reals, real_count, real_offset, steps, configs, figu
         real = []
         if reals:
             ds = open_dataset(reals, R, progress=False)
-            real = [(f"real{i}", np.asarray(ds.images[i]), None) for i in range(real_offset, real_offset + real_count)]
+            real = [(f"real{i}", np.array(ds.images[i]), None) for i in range(real_offset, real_offset + real_count)]
     except (ValueError, OSError) as e:
         click.echo(f"error: {error_line(e)}", err=True)
         sys.exit(2)

@@ -59,8 +59,9 @@ Examples:
 @click.option("--vgg", type=click.Path(dir_okay=False), default=None,
               help="stylegan2-ada-pytorch's VGG16 LPIPS file (vgg16.pt), never downloaded")
 @click.option("--pixel-weight", type=float, default=1.0, show_default=True, help="weight of the pixel MSE term")
-@click.option("--noise/--keep-noise", "optimize_noise", default=True, show_default=True,
-              help="also optimise the noise maps (NVlabs), or keep the model's constant ones")
+@click.option("--noise/--keep-noise", "optimize_noise", default=False,
+              help="also optimise the noise maps (NVlabs' default), or keep the model's constant ones, which "
+                   "edit and explore render with [default: keep-noise; docs/editing.md]")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="peak learning rate")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--video/--no-video", default=True, show_default=True, help="write the optimisation as an mp4")
