@@ -76,9 +76,11 @@ def test_sigma_is_the_std_of_mapped_w_along_each_direction(sampler):
     np.testing.assert_allclose(d.sigma.numpy(), expected.numpy(), rtol=1e-4)
 
 
-def test_direction_count_is_checked(sampler):
+def test_direction_count_and_layers_are_checked(sampler):
     with pytest.raises(ValueError, match="--num must be between 1 and 16"):
         find_directions(sampler.G, k=17)
+    with pytest.raises(ValueError, match="layers must be ws indices 0-9"):
+        find_directions(sampler.G, [0, 99])
 
 
 def test_edit_moves_only_the_direction_layers_by_amount_sigma(sampler):
@@ -131,7 +133,7 @@ def test_parse_steps():
     assert parse_steps("-3:3:7") == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
     assert parse_steps("-2,0,2") == [-2.0, 0.0, 2.0]
     assert parse_steps("1:5:1") == [1.0]
-    for bad in ("a:b:c", "1:2", "1:2:0", "x"):
+    for bad in ("a:b:c", "1:2", "1:2:0", "x", "", ",", " , ", "nan", "1,inf"):
         with pytest.raises(ValueError, match="--steps: cannot read"):
             parse_steps(bad)
 
@@ -147,6 +149,15 @@ def test_layer_groups_follow_block_resolutions(sampler):
     assert all(res[i] >= 64 for i in groups["fine"]) and groups["fine"]
     assert parse_layer_spec("coarse+fine", G) == sorted(groups["coarse"] + groups["fine"])
     assert parse_layer_spec("0-2,5", G) == [0, 1, 2, 5]
+
+
+def test_seed_ws_is_the_mapping_truncated_towards_w_avg(sampler):
+    G = sampler.G
+    ws = seed_ws(sampler, [3, 8])
+    torch.testing.assert_close(ws, G.mapping(seed_latents([3, 8], G.z_dim), torch.zeros([2, 0])))
+    avg = G.mapping.w_avg.reshape(1, 1, -1).expand(2, G.num_ws, -1)
+    torch.testing.assert_close(seed_ws(sampler, [3, 8], psi=0.0), avg)
+    torch.testing.assert_close(seed_ws(sampler, [3, 8], psi=0.5), avg + 0.5 * (ws - avg), atol=1e-6, rtol=1e-5)
 
 
 def test_mix_layers_takes_exactly_the_given_rows(sampler):
@@ -235,13 +246,21 @@ def test_edit_command_figure_single_edit_and_latent(runs, tmp_path, capsys):
       "--output", "x.png"], "directions file does not exist"),
     (["edit", "--checkpoint", "DCGAN", "--directions", "D", "--direction", "0", "--seeds", "1", "--output", "x.png"],
      "needs a StyleGAN2 checkpoint"),
+    (["edit", "--checkpoint", "SG2", "--directions", "D", "--direction", "0", "--seeds", "1", "--amount", "0",
+      "--video", "x.mp4"], "give a non-zero --amount"),
+    (["directions", "--checkpoint", "SG2", "--figures", "F", "--steps", ""], "--steps: cannot read"),
 ])
 def test_command_errors_are_one_line(runs, tmp_path, capsys, args, match):
     d = tmp_path / "d.npz"
     find_directions(Sampler(runs["sg2"], device="cpu").G, k=2).save(d)
-    names = {"SG2": str(runs["sg2"]), "DCGAN": str(runs["dcgan"]), "D": str(d)}
-    code, _, err = run_cli([names.get(a, a) for a in args], capsys)
+    names = {"SG2": str(runs["sg2"]), "DCGAN": str(runs["dcgan"]), "D": str(d), "F": str(tmp_path / "figs")}
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(out)  # relative outputs (x.png, d.npz) land here: nothing may be written
+        code, _, err = run_cli([names.get(a, a) for a in args], capsys)
     assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
+    assert not list(out.iterdir()) and not (tmp_path / "figs").exists()
 
 
 class BrightnessTagger(torch.nn.Module):

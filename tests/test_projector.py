@@ -126,6 +126,16 @@ def test_load_target(tmp_path):
         load_target(tmp_path / "notes.png", 32)
 
 
+def test_noise_optimisation_works_on_a_copy(sampler, target):
+    """--noise changes the projection's maps, never the sampler's own constant ones."""
+    before = {n: b.clone() for n, b in sampler.G.synthesis.named_buffers() if n.endswith("noise_const")}
+    p = project(sampler, target[1], settings(steps=4, optimize_noise=True), progress=False)
+    after = dict(sampler.G.synthesis.named_buffers())
+    assert before and all(torch.equal(after[n], b) for n, b in before.items())
+    assert sorted(f"{k}.noise_const" for k in p.noise) == sorted(before)
+    assert all(not torch.equal(m, before[f"{k}.noise_const"]) for k, m in p.noise.items())
+
+
 def test_noise_maps_are_kept_by_default(sampler, target):
     """Default: the model's constant maps stay (the latent alone reproduces the image in edit / explore)."""
     assert not ProjectSettings().optimize_noise
@@ -159,8 +169,11 @@ def test_project_command_writes_latent_images_and_video(tiny_runs, target, tmp_p
     with np.load(out / "me.npz") as f:
         assert float(f["psnr"]) == pytest.approx(psnr(found, target[0]), abs=1e-6)
         assert any(k.startswith("noise/") for k in f.files)
-    video = (out / "me.mp4").read_bytes()
-    assert video[4:8] == b"ftyp" and len(video) > 1000
+    import imageio_ffmpeg
+
+    assert (out / "me.mp4").read_bytes()[4:8] == b"ftyp"
+    frames = imageio_ffmpeg.read_frames(str(out / "me.mp4"))
+    assert tuple(next(frames)["size"]) == (2 * R, R) and sum(1 for _ in frames) == 10   # target | step, every step
     assert Image.open(out / "me-compare.png").size == (2 * R, R)
 
 
@@ -182,6 +195,7 @@ def test_project_errors_are_one_line(tiny_runs, tmp_path, capsys, args, match):
     argv += [names.get(a, a) for a in args]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and err.startswith("error: ") and match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()                                                     # nothing written
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

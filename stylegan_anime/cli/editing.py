@@ -236,6 +236,8 @@ def edit(checkpoint, directions_file, direction, seeds, latent, amount, steps_te
             raise ValueError("give either --seeds or --latent")
         if output is None and video is None:
             raise ValueError("give --output PNG and/or --video MP4")
+        if video is not None and amount == 0:
+            raise ValueError("--video sweeps -amount..+amount: give a non-zero --amount (or none: the largest --steps)")
         steps = parse_steps(steps_text)
         sampler = _sampler(checkpoint, device)
         dirs = load_directions(directions_file, sampler.G)
@@ -259,6 +261,7 @@ def edit(checkpoint, directions_file, direction, seeds, latent, amount, steps_te
                        err=True)
         if video is not None:
             with writing(video, remove_partial=True):
-                direction_video(sampler, dirs, direction, video, seed_list, amount=abs(amount) if amount else
-                                max(abs(a) for a in steps), psi=psi, noise=noise, base_ws=base)
+                direction_video(sampler, dirs, direction, video, seed_list,
+                                amount=abs(amount) if amount is not None else max(abs(a) for a in steps),
+                                psi=psi, noise=noise, base_ws=base)
             click.echo(f"wrote {video}", err=True)

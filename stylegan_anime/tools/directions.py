@@ -85,6 +85,8 @@ def find_directions(G, layers: Sequence[int] | str | None = None, k: int = 10, i
                     sigma_seed: int = 0) -> Directions:
     """The top-k SeFa directions of the style layers whose ws index is in `layers` (default: all)."""
     layer_ids = parse_layer_spec(layers, G) if not isinstance(layers, list) else sorted(set(layers))
+    if not layer_ids or not all(0 <= i < G.num_ws for i in layer_ids):
+        raise ValueError(f"layers must be ws indices 0-{G.num_ws - 1}, got {layer_ids}")
     rows = [w for i, _, w in style_affines(G, include_torgb) if i in layer_ids]
     if not rows:
         raise ValueError(f"no style layer reads ws {layer_ids}; choose other --layers")
@@ -157,8 +159,12 @@ def parse_steps(text: str) -> list[float]:
             n = int(n)
             if n < 1:
                 raise ValueError
-            return np.linspace(float(lo), float(hi), n).tolist() if n > 1 else [float(lo)]
-        return [float(t) for t in text.split(",") if t.strip()]
+            steps = np.linspace(float(lo), float(hi), n).tolist() if n > 1 else [float(lo)]
+        else:
+            steps = [float(t) for t in text.split(",") if t.strip()]
+        if not steps or not all(np.isfinite(steps)):
+            raise ValueError
+        return steps
     except ValueError:
         raise ValueError(f"--steps: cannot read {text!r}; use start:stop:count like -3:3:7 or a list like -2,0,2") from None
 
