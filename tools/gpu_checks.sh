@@ -13,9 +13,14 @@
 #                                      # about 5 minutes (each part under its own time limit, a failed or
 #                                      # timed-out part is logged and the next one runs): clean op build and
 #                                      # CUDA tests, the GPU tests of the tools, bench fp32 + bf16 (with the
-#                                      # reference checkout beside ours if given), a 128 px profile, a 90 s
+#                                      # reference checkout beside ours if given), a 128 px profile, a 60 s
 #                                      # demo run at 128 px on DATA. Carry the checkout as an ignored path,
 #                                      # e.g. .reference/stylegan2-ada-pytorch (never commit it).
+#   On a lent machine (device tool), one call of about 6 minutes with room for a rerun:
+#     run: bash tools/gpu_checks.sh $OUT all .reference/stylegan2-ada-pytorch DATA   carry: [".reference"]
+#   where .reference/stylegan2-ada-pytorch is a checkout without its .git (1.6 MB); DATA: the 10k faces zip if
+#   the machine has it (look first: ls shared ../shared), else leave it out. Dry run on a CPU: the same command
+#   takes about 3 minutes and shows every part's command and exit (the CUDA parts skip or fail fast).
 set -euo pipefail
 out=${1:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
 step=${2:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
@@ -23,7 +28,7 @@ mkdir -p "$out"
 log="$out/$step.log"
 run() { echo "+ $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi: no GPU here"; } | tee -a "$log"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$log"
 case "$step" in
   ops)
@@ -49,6 +54,9 @@ case "$step" in
     part() { local limit=$1; shift; echo "+ [limit ${limit}s] $*" | tee -a "$log"
              timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log" \
                || echo "! exit ${PIPESTATUS[0]}: $*" | tee -a "$log"; }
+    command -v stylegan-anime >/dev/null || part 120 pip install -q --no-deps --no-build-isolation -e .
+    part 20 python -c "import importlib.util as u; m = [p for p in ('click', 'tqdm', 'numpy', 'PIL', 'einops', 'ninja', \
+'imageio_ffmpeg', 'tensorboard', 'scipy', 'matplotlib', 'pytest') if u.find_spec(p) is None]; print('missing:', m or 'none')"
     rm -rf "${STYLEGAN_ANIME_OPS_CACHE:-$HOME/.cache/stylegan-anime/ops}"  # a clean JIT build
     part 120 stylegan-anime doctor --build
     part 90 python -m pytest -q -rs -x tests/test_ops_cuda.py tests/test_ops_build.py
@@ -57,7 +65,7 @@ case "$step" in
     part 60 stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 1 --amp bf16 ${ref:+--reference "$ref"}
     part 45 stylegan-anime bench --models stylegan2 --sizes 128 --profile "$out/profile"
     if [ -n "$data" ]; then
-      part 100 stylegan-anime train --data "$data" --size 128 --minutes 1.5 --outdir "$out/runs" --no-progress \
+      part 100 stylegan-anime train --data "$data" --size 128 --minutes 1 --outdir "$out/runs" --no-progress \
           --metrics none --grid 20
     fi
     echo "all: done in ${SECONDS}s" | tee -a "$log" ;;
