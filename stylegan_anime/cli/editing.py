@@ -44,6 +44,7 @@ Examples:
   stylegan-anime project --checkpoint runs/00000-stylegan2-faces-64 --target me.png --outdir proj
   stylegan-anime project --checkpoint RUN --target me.png --mode w+ --steps 1000      # closer, less editable
   stylegan-anime project --checkpoint RUN --target me.png --vgg ~/vgg16.pt            # LPIPS distance
+  stylegan-anime project --checkpoint RUN --target me.png --noise --distance pixels  # NVlabs-style noise maps, MSE
   stylegan-anime edit --checkpoint RUN --directions dirs.npz --latent proj/me.npz --direction 0 --output e.png
 """)
 @checkpoint_option

@@ -10,7 +10,6 @@ Bad settings answer 400 with {"error": "one line"}; unknown paths 404. Binds 127
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path

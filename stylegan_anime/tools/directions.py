@@ -30,7 +30,7 @@ import torch
 from ..generate import seed_latents
 from ..imageio_utils import save_image
 from . import require_w_space
-from .latents import parse_layer_spec, render, seed_ws
+from .latents import open_npz, parse_layer_spec, render, seed_ws
 
 DIRECTIONS_FORMAT = "stylegan-anime-directions"
 SIGMA_SAMPLES = 2000
@@ -120,12 +120,7 @@ def load_directions(path: str | os.PathLike, G=None) -> Directions:
     if not path.is_file():
         raise ValueError(f"directions file does not exist: {path}; make one with `stylegan-anime directions`")
     not_ours = f"{path} is not a directions file of stylegan-anime; make one with `stylegan-anime directions`"
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # not an .npz (ValueError: numpy's "pickled data" for any other file)
-        raise ValueError(not_ours) from None
-    if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array
-        raise ValueError(not_ours) from None
+    f = open_npz(path, not_ours)
     try:
         with f:
             if "format" not in f.files or str(f["format"]) != DIRECTIONS_FORMAT:

@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..imageio_utils import save_image, to_uint8
+from ..imageio_utils import save_image
 from . import require_w_space
+from .latents import render
 from .video import keyframe_ws
 
 
@@ -56,13 +57,6 @@ def _check_seeds(name: str, seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-@torch.no_grad()
-def _synthesis(sampler, ws: torch.Tensor, batch: int) -> np.ndarray:
-    """uint8 [N, H, W, 3] from ws [N, num_ws, w_dim], constant noise."""
-    out = [to_uint8(sampler.G.synthesis(chunk, noise_mode="const").float().cpu()) for chunk in ws.split(batch)]
-    return np.concatenate(out)
-
-
 def _tile(cells: np.ndarray) -> np.ndarray:
     """[R, C, H, W, 3] -> [R*H, C*W, 3]."""
     R, C, H, W, ch = cells.shape
@@ -82,7 +76,7 @@ def style_mixing_image(sampler, row_seeds: Sequence[int], col_seeds: Sequence[in
     mixed = w_row[:, None].repeat(1, len(cols), 1, 1)  # [R, C, num_ws, w_dim]
     if layers:
         mixed[:, :, layers] = w_col[None, :, layers]
-    pics = _synthesis(sampler, torch.cat([w_row, w_col, mixed.flatten(0, 1)]), batch)
+    pics = render(sampler, torch.cat([w_row, w_col, mixed.flatten(0, 1)]), "const", batch)
     row_pics, col_pics, cell_pics = pics[:len(rows)], pics[len(rows):len(rows) + len(cols)], pics[len(rows) + len(cols):]
     H, W = pics.shape[1:3]
     canvas = np.full((1 + len(rows), 1 + len(cols), H, W, 3), 255, dtype=np.uint8)
@@ -110,7 +104,7 @@ def truncation_image(sampler, seeds: Sequence[int], psis: Sequence[float] = (1.0
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
     ws = torch.stack([keyframe_ws(sampler, seeds, psi) for psi in psis], dim=1)  # [S, P, num_ws, w_dim]
-    pics = _synthesis(sampler, ws.flatten(0, 1), batch)
+    pics = render(sampler, ws.flatten(0, 1), "const", batch)
     H, W = pics.shape[1:3]
     return _tile(pics.reshape(len(seeds), len(psis), H, W, 3))
 

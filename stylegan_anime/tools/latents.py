@@ -121,18 +121,25 @@ def save_latent(path: str | os.PathLike, ws: torch.Tensor, **meta) -> Path:
     return path
 
 
+def open_npz(path: Path, not_ours: str) -> np.lib.npyio.NpzFile:
+    """np.load of an .npz archive (no pickles); ValueError(not_ours) for any other file (an image, a bare .npy,
+    a broken zip: numpy's own messages would talk about pickles)."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        raise ValueError(not_ours) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(not_ours)
+    return f
+
+
 def load_latent(path: str | os.PathLike, G) -> torch.Tensor:
     """ws [1, num_ws, w_dim] from a latent file of ours, or stylegan2-ada-pytorch's projected_w.npz (key `w`).
     A single w [w_dim] or [1, w_dim] is broadcast to every layer. One-line ValueError for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"latent file does not exist: {path}")
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile):  # not an .npz (ValueError: numpy's "pickled data" for any other file)
-        raise ValueError(f"{path} is not a latent .npz file; make one with `stylegan-anime project`") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):  # a bare .npy array
-        raise ValueError(f"{path} is not a latent .npz file; make one with `stylegan-anime project`") from None
+    f = open_npz(path, f"{path} is not a latent .npz file; make one with `stylegan-anime project`")
     try:
         with f:
             key = "ws" if "ws" in f.files else "w" if "w" in f.files else None
@@ -141,7 +148,6 @@ def load_latent(path: str | os.PathLike, G) -> torch.Tensor:
             arr = np.asarray(f[key], dtype=np.float32)
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"cannot read latent file {path}: {e}") from None
-
     arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim >= 1 else arr
     if arr.ndim != 2 or arr.shape[-1] != G.w_dim or arr.shape[0] not in (1, G.num_ws):
         raise ValueError(f"{path}: latent of shape {list(arr.shape)} does not fit this generator "
@@ -152,5 +158,5 @@ def load_latent(path: str | os.PathLike, G) -> torch.Tensor:
     return ws.unsqueeze(0)
 
 
-__all__ = ["LATENT_FORMAT", "NOISE_CHOICES", "condition", "layer_groups", "load_latent", "mix_layers",
+__all__ = ["LATENT_FORMAT", "NOISE_CHOICES", "condition", "layer_groups", "load_latent", "mix_layers", "open_npz",
            "parse_layer_spec", "render", "save_latent", "seed_ws", "w_avg_ws", "ws_resolutions"]
