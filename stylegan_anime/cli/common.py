@@ -9,11 +9,12 @@ import contextlib
 import click
 
 from ..data import DataError
+from ..output_files import OutputExists
 from ..stylegan2.official_import import ImportCheckpointError
 from ..training.checkpoint import CheckpointError, WriteError
 from ..training.config import ConfigError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError, OutputExists)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -44,10 +44,9 @@ def prepare_data(source, out, size, workers, labels, crop_faces, margin, min_fac
     around it), near duplicates are dropped, and each crop's source file and box are recorded in the pack.
     """
     from ..data import prepare_dataset
-    from ..training.config import SIZES
+    from ..training.config import check_size
 
-    if size not in SIZES:
-        raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    check_size(size)
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be positive, got {workers}")
     ctx = click.get_current_context()

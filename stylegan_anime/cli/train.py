@@ -88,7 +88,7 @@ gradients (nothing saved after the last good checkpoint; learning rate, --gamma 
 @click.option("--data", help="folder | file.zip | packed set | demo | demo:N")
 @click.option("--labels", default=None, type=click.Path(dir_okay=False),
               help="CSV/JSON: file name -> tags like 'blonde hair blue eyes' (tag-conditional models)")
-@click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
+@click.option("--size", type=int, default=64, show_default=True, help="resolution: a power of two from 32 to 1024")
 @click.option("--model", type=click.Choice(model_names()), default="stylegan2", show_default=True)
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass; batch/batch-gpu rounds are accumulated")
 @click.option("--kimg", type=float, default=100.0, show_default=True, help="train until this many kimg of reals were shown")

@@ -10,7 +10,8 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
-SIZES = (64, 128)
+SIZES = tuple(2 ** i for i in range(5, 11))  # every power of two from 32 to 1024 px
+SIZE_TEXT = "a power of two from 32 to 1024 (32, 64, 128, 256, 512, 1024)"
 AMP_MODES = ("off", "bf16", "fp16")
 AUGMENTS = ("none", "diffaug")
 
@@ -43,7 +44,7 @@ def _f(default, help: str = "", **meta):
 class TrainConfig:
     data: str  # folder, zip, packed dir, 'demo' or 'demo:N'
     labels: str | None = None  # CSV/JSON file name -> tags ('blonde hair blue eyes') for a folder or zip
-    size: int = _f(64, choices=SIZES)  # output resolution (64 or 128)
+    size: int = _f(64, choices=SIZES)  # output resolution: a power of two, 32 ... 1024
     model: str = "stylegan2"
     batch_gpu: int | None = _f(None, min=1)  # images per forward pass; None = the global batch (no accumulation)
     kimg: float = _f(100.0, min_exclusive=0)  # train until this many thousand real images have been shown to D
@@ -115,6 +116,13 @@ class ConfigError(ValueError):
     """A user mistake in the configuration: reported as one line, exit code 2."""
 
 
+def check_size(size, flag: str = "--size") -> int:
+    """`size` as an int when it is a power of two from 32 to 1024, else ConfigError naming `flag`."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or int(size) not in SIZES:
+        raise ConfigError(f"{flag} must be {SIZE_TEXT}, got {size}")
+    return int(size)
+
+
 def field_flag(f: dataclasses.Field) -> str:
     """The CLI flag of a config field, as the user types it: --lr-g (or the field's `flag` metadata)."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
@@ -153,6 +161,9 @@ def check_field(f: dataclasses.Field, value) -> None:
     if value is None and ("None" in str(f.type) or kind is None and "choices" not in m):
         return  # None: the preset / default decides
     shown = repr(value) if isinstance(value, str) else value
+    if m.get("choices") is SIZES:
+        check_size(value, field_flag(f))
+        return
     if "choices" in m:
         if value not in m["choices"]:
             raise ConfigError(f"{field_flag(f)} must be {field_range(f)}, got {shown}")
