@@ -179,7 +179,7 @@ class BigGAN(Recipe):
 
     def __init__(self, cfg: BigGANConfig, resolution: int, device: torch.device,
                  label_names: dict[str, list[str]] | None = None):
-        num_blocks(resolution)  # ValueError unless 64 or 128
+        num_blocks(resolution)  # ConfigError unless 32, 64, 128 or 256
         if cfg.classes not in CLASSES:
             raise ConfigError(f"--classes must be one of {', '.join(CLASSES)}, got {cfg.classes!r}")
         if not 0 <= cfg.label_dropout < 1:

@@ -21,7 +21,7 @@ from torch import nn
 from stylegan_anime.training.config import ConfigError
 from stylegan_anime.training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 
-RESOLUTIONS = (64, 128)
+RESOLUTIONS = (32, 64, 128, 256)  # where the DCGAN-style stacks extend by one block per doubling
 D_NORMS = ("batch", "layer", "instance", "none")
 
 
@@ -70,11 +70,12 @@ def n_critic_field(default: int):
 # Resolution and initialisation
 # --------------------------------------------------------------------------------------------------------
 def num_blocks(resolution: int) -> int:
-    """Middle blocks between the 4x4 map and the outer layer: 3 at 64 px, 4 at 128 px."""
-    blocks = {64: 3, 128: 4}  # 4x4 -> R/2 takes log2(R) - 3 doublings; the outer layer does the last one
-    if resolution not in RESOLUTIONS or isinstance(resolution, bool):
-        raise ValueError(f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}, got {resolution!r}")
-    return blocks[int(resolution)]
+    """Middle blocks between the 4x4 map and the outer layer: log2(R) - 3 (2 at 32 px, 3 at 64, 4 at 128, 5 at
+    256). ConfigError (one line at the CLI) for other sizes: these fixed stacks stop at 256 px."""
+    if isinstance(resolution, bool) or resolution not in RESOLUTIONS:
+        raise ConfigError(f"--size {resolution}: this model trains at {', '.join(map(str, RESOLUTIONS[:-1]))} or "
+                          f"{RESOLUTIONS[-1]} px (StyleGAN2 at every power of two from 32 to 1024)")
+    return int(resolution).bit_length() - 1 - 3
 
 
 def check_widths(dim: int, widths: list[int], resolution: int) -> None:

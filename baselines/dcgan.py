@@ -8,7 +8,7 @@ Discriminator:
     x [N, 3, 64, 64] -> Conv(3 -> d, k5 s2 p2) + LeakyReLU(0.2)                     [N, d, 32, 32]
     -> 3 x [Conv(k5 s2 p2) + BatchNorm2d + LeakyReLU(0.2)]: d -> 2d -> 4d -> 8d      [N, 8d, 4, 4]
     -> Conv(8d -> 1, k4) -> [N]  (then Sigmoid, see below)
-At 128 px both get one more block (G starts from 16d at 4x4, D goes up to 16d).
+At 128 px both get one more block (G starts from 16d at 4x4, D goes up to 16d), at 256 px two; at 32 px one fewer.
 
 The sample's D ends in a Sigmoid and trains with BCE on probabilities. The trainer may run under autocast
 (bf16/fp16), where BCE on probabilities is unsafe, so `D.forward` returns the LOGIT and the losses apply the

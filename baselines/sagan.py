@@ -89,7 +89,8 @@ class SAGANDiscriminator(nn.Module):
 
 
 def sagan_attn_auto(resolution: int) -> list[int]:
-    return [32] if resolution == 64 else [32, 64]
+    """Self-attention at 16 px maps for 32 px images, 32 at 64 px, 32 and 64 from 128 px on."""
+    return {32: [16], 64: [32]}.get(resolution, [32, 64])
 
 
 class SAGAN(Recipe):
@@ -104,7 +105,7 @@ class SAGAN(Recipe):
         parse_attn_res(cfg.attn_res, resolution, sagan_attn_auto(resolution))
 
     def __init__(self, cfg: SAGANConfig, resolution: int, device: torch.device):
-        num_blocks(resolution)  # ValueError unless 64 or 128
+        num_blocks(resolution)  # ConfigError unless 32, 64, 128 or 256
         if cfg.z_dist not in Z_DISTS:
             raise ConfigError(f"--z-dist must be one of {', '.join(Z_DISTS)}, got {cfg.z_dist!r}")
         super().__init__(cfg, resolution, device)

@@ -13,6 +13,7 @@ from stylegan_anime.baselines.dcgan_tutorial import DCGANTutorial
 from stylegan_anime.baselines.wgan import WGAN
 from stylegan_anime.baselines.wgan_gp import WGANGP, gradient_penalty
 from stylegan_anime.models import get_recipe
+from stylegan_anime.training.config import ConfigError
 from stylegan_anime.training.recipe import Batch, RecipeConfig, set_requires_grad
 
 RECIPES = [DCGAN, DCGANTutorial, WGAN, WGANGP]
@@ -94,11 +95,24 @@ def test_shapes_and_range(cls, resolution):
     assert score.shape == (3,)
 
 
-@pytest.mark.parametrize("resolution", [32, 96, 256, 0])
+@pytest.mark.parametrize("resolution", [16, 96, 512, 1024, 0])
 @pytest.mark.parametrize("cls", RECIPES)
 def test_unsupported_resolution(cls, resolution):
-    with pytest.raises(ValueError, match="64, 128"):
+    """The fixed stacks stop at 256 px: one ConfigError (a one-line CLI error) naming the sizes they do."""
+    with pytest.raises(ConfigError, match=r"trains at 32, 64, 128 or 256 px"):
         make(cls, resolution, dim=4)
+
+
+@pytest.mark.parametrize("resolution", [32, 256])
+@pytest.mark.parametrize("cls", RECIPES)
+def test_extended_resolutions(cls, resolution):
+    """One block fewer at 32 px, one more at 256 px: G makes [N, 3, R, R] and D reads it."""
+    r = make(cls, resolution, dim=2)
+    with torch.no_grad():
+        img = r.generate(r.nets["G"], torch.randn(2, r.z_dim))
+        assert img.shape == (2, 3, resolution, resolution)
+        out = r.nets["D"](img)
+    assert out.shape[0] == 2
 
 
 @pytest.mark.parametrize("cls", RECIPES)

@@ -263,8 +263,8 @@ def test_shapes(cls, resolution, embed):
 
 @pytest.mark.parametrize("cls", [CGAN, ACGAN])
 def test_unsupported_resolution(cls):
-    with pytest.raises(ValueError, match="64, 128"):
-        make(cls, 32, dim=4)
+    with pytest.raises(ValueError, match="32, 64, 128 or 256"):
+        make(cls, 512, dim=4)
 
 
 @pytest.mark.parametrize("cls", [CGAN, ACGAN])

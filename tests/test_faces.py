@@ -17,7 +17,8 @@ from PIL import Image
 from conftest import run_cli
 from stylegan_anime.data.demo import render_face
 from stylegan_anime.data.errors import DataError
-from stylegan_anime.data.faces import CropSettings, Deduper, crop_faces, perceptual_hash, square_box
+from stylegan_anime.data.faces import (CropSettings, Deduper, FaceReport, colour_signature, crop_faces,
+                                       perceptual_hash, square_box)
 from stylegan_anime.data.illustrations import clutter, illustration as make_illustration, match_boxes
 from stylegan_anime.data.packed import load_packed
 
@@ -120,6 +121,19 @@ def test_min_face_filters_small_faces(illustrations, tmp_path):
     assert not (tmp_path / "q").exists()  # nothing half-written
 
 
+def test_oversized_illustrations_are_skipped_and_counted(illustrations, tmp_path, monkeypatch):
+    root, _ = illustrations
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "art00.png").write_bytes((root / "art00.png").read_bytes())  # 640x480: 0.3 Mpx
+    Image.new("L", (1500, 1500), 90).save(src / "poster.png")         # 2.25 Mpx of one grey: a few KB
+    monkeypatch.setenv("STYLEGAN_ANIME_MAX_PIXELS", str(2**20))
+    ds, report = crop_faces(str(src), tmp_path / "p", CropSettings(64), workers=1, progress=False)
+    assert report.too_large == 1 and report.unreadable == 0 and report.unreadable_examples == ["poster.png"]
+    assert "1 too large (over 1 Mpx decoded" in report.lines()[0]
+    assert ds.meta["skipped"] == 1 and {c["file"] for c in ds.meta["crops"]} == {"art00.png"}
+
+
 def test_square_box_geometry():
     assert square_box((100, 100, 50, 50), 0.5, 1000, 1000) == (75, 75, 175, 175)
     assert square_box((0, 10, 40, 20), 0.5, 1000, 1000) == (0, 0, 80, 80)       # moved inside at the corner
@@ -157,6 +171,38 @@ def test_deduper():
     assert Deduper(-1).check(5) is None
 
 
+def _recoloured(img: np.ndarray, rows: slice) -> np.ndarray:
+    """img with the chroma of `rows` mirrored (pink <-> green, blue <-> orange), the grey (Y) kept."""
+    ycc = np.asarray(Image.fromarray(img).convert("YCbCr")).copy()
+    ycc[rows, :, 1:] = 255 - ycc[rows, :, 1:]
+    return np.asarray(Image.fromarray(ycc, "YCbCr").convert("RGB"))
+
+
+def test_dedup_keeps_the_same_drawing_in_other_colours_and_drops_noisy_copies():
+    pink = render_face(0, 1, 96)[0]
+    hair_swapped = _recoloured(pink, slice(0, 40))  # the top (hair) in other colours
+    all_swapped = _recoloured(pink, slice(None))
+    noise = np.random.default_rng(0).integers(-6, 7, pink.shape)
+    noisy = np.clip(pink.astype(int) + noise, 0, 255).astype(np.uint8)
+    dist = lambda x: bin(perceptual_hash(pink) ^ perceptual_hash(x)).count("1")  # noqa: E731
+    assert max(dist(hair_swapped), dist(all_swapped), dist(noisy)) <= 4  # by grey hashes alone: all duplicates
+
+    d = Deduper(4)
+    d.add(perceptual_hash(pink), colour_signature(pink))
+    for recoloured in (hair_swapped, all_swapped):
+        assert d.check(perceptual_hash(recoloured), colour_signature(recoloured)) is None  # kept
+    assert d.check(perceptual_hash(noisy), colour_signature(noisy)) in ("exact", "near")  # still dropped
+    d.add(perceptual_hash(hair_swapped), colour_signature(hair_swapped))
+    assert d.check(perceptual_hash(hair_swapped), colour_signature(hair_swapped)) == "exact"
+
+
+def test_report_names_the_dedup_distance():
+    lines = FaceReport(images=3, faces=5, near_duplicates=2, kept=3, dedup_distance=6, too_large=1).lines()
+    assert "2 near duplicates dropped (within --dedup-distance 6 bits, same colours)" in lines[1]
+    assert "1 too large (over 64 Mpx decoded or 256 MiB per file)" in lines[0]
+    assert "near duplicates kept (--dedup-distance -1)" in FaceReport(dedup_distance=-1).lines()[1]
+
+
 def test_cli_crop_faces_and_errors(illustrations, tmp_path, capsys):
     root, _ = illustrations
     zpath = tmp_path / "art.zip"
@@ -166,7 +212,7 @@ def test_cli_crop_faces_and_errors(illustrations, tmp_path, capsys):
     code, _, err = run_cli(["prepare-data", str(zpath), str(tmp_path / "f"), "--size", "64", "--crop-faces",
                             "--no-progress", "--workers", "1"], capsys)
     assert code == 0, err
-    assert "packed" in err and "face crops" in err and "faces found" in err
+    assert "packed" in err and "face crops" in err and "faces found" in err and "--dedup-distance 4" in err
     meta = json.loads((tmp_path / "f" / "dataset.json").read_text())
     assert meta["source_kind"] == "zip-faces" and {c["file"] for c in meta["crops"]} <= {f"art0{i}.png" for i in range(4)}
     assert load_packed(tmp_path / "f").meta["count"] == meta["count"]

@@ -7,3 +7,7 @@ without a traceback, so every message is a single line that names the offending 
 
 class DataError(Exception):
     """A problem with the user's data (missing path, no images, stale pack...); message is one line."""
+
+
+class UnreadableImage(Exception):
+    """One input is not a decodable image (unknown format, truncated, corrupt, too large...): skipped, counted."""

@@ -9,7 +9,11 @@ side is at most `max_side`, and for every face of at least `min_face` px cut a s
 
 and resize it to `size` (Lanczos). Then, in source order, drop duplicates: source files with identical
 bytes, and crops whose 64-bit perceptual hash (DCT of a 32x32 grey image, the 8x8 lowest frequencies
-against their median) is within `dedup_distance` bits of a crop already kept (0 = identical pictures only).
+against their median) is within `dedup_distance` bits of a crop already kept (0 = identical pictures only)
+AND whose colours match it: the grey hash is blind to hue (a green-haired face and the same drawing with pink
+hair hash alike), so each crop also has a colour signature (mean chroma Cb, Cr of an 8x8 grid) and a near
+duplicate must be within COLOUR_TOLERANCE of the kept crop's in every cell. Files over the input limits
+(limits.py: pixels from the header, bytes of a file or zip member) are skipped before decoding, and counted.
 The pack records per crop its source file, the square (x0, y0, x1, y1) and the face box (x, y, w, h) in
 source pixels, and the detector's score; `dataset.json["faces_report"]` has the counts printed at the end.
 """
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import multiprocessing
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -28,11 +34,17 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .images import BACKGROUND, UnreadableImage, _apply_orientation, to_rgb
+from .limits import InputLimits, InputTooLarge
 from .sources import ImageSource, scan_source
 from .writer import PackWriter
 
 HASH_SIDE = 32   # the grey image the hash's DCT is taken of
 HASH_FREQ = 8    # 8x8 low frequencies -> 64 bits
+COLOUR_GRID = 8  # the colour signature: mean Cb, Cr of an 8x8 grid of cells
+COLOUR_TOLERANCE = 12  # a near duplicate's cells differ by at most this (of 255) in Cb and Cr
+# Measured on demo faces: JPEG q80 / +6 brightness / 96->64 px resize / +-8 noise move a cell by <= 3,
+# another face by >= 42 somewhere.
+IN_FLIGHT_TASKS = 4  # per worker: source images submitted ahead of the writer
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class CropSettings:
 class FaceReport:
     images: int = 0            # source image files
     unreadable: int = 0
+    too_large: int = 0         # skipped before decoding: over the pixel / byte limits (limits.py)
     duplicate_files: int = 0   # same bytes as an earlier file
     without_faces: int = 0     # readable, no face kept (none found, or all too small)
     faces: int = 0             # faces found by the detector
@@ -69,13 +82,18 @@ class FaceReport:
     exact_duplicates: int = 0  # crops with a hash identical to a kept crop
     near_duplicates: int = 0   # crops within dedup_distance bits (> 0) of a kept crop
     kept: int = 0
+    dedup_distance: int = 4    # the --dedup-distance these counts were made with
     unreadable_examples: list = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        return [f"{self.images} images: {self.unreadable} unreadable, {self.duplicate_files} duplicate files, "
-                f"{self.without_faces} without a usable face",
-                f"{self.faces} faces found: {self.too_small} too small, {self.exact_duplicates} exact and "
-                f"{self.near_duplicates} near duplicates dropped, {self.kept} kept"]
+    def lines(self, limits: InputLimits | None = None) -> list[str]:
+        too_large = (f", {self.too_large} too large ({(limits or InputLimits.from_env()).describe()})"
+                     if self.too_large else "")
+        dedup = ("near duplicates kept (--dedup-distance -1)" if self.dedup_distance < 0 else
+                 f"near duplicates dropped (within --dedup-distance {self.dedup_distance} bits, same colours)")
+        return [f"{self.images} images: {self.unreadable} unreadable{too_large}, {self.duplicate_files} duplicate "
+                f"files, {self.without_faces} without a usable face",
+                f"{self.faces} faces found: {self.too_small} too small, {self.exact_duplicates} exact duplicates "
+                f"dropped, {self.near_duplicates} {dedup}, {self.kept} kept"]
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -126,24 +144,48 @@ def perceptual_hash(img: np.ndarray) -> int:
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
 
 
-class Deduper:
-    """Keeps the hashes of kept crops; `check(h)` says 'exact', 'near' or None (new) against all of them."""
+def colour_signature(img: np.ndarray) -> np.ndarray:
+    """uint8 [COLOUR_GRID * COLOUR_GRID * 2]: the mean chroma (Cb, Cr) of each cell of uint8 [H,W,3]. Blind to
+    brightness and fine detail (the grey hash sees those), it tells a green-haired face from a pink-haired one."""
+    ycc = Image.fromarray(img).convert("YCbCr").resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX)
+    return np.ascontiguousarray(np.asarray(ycc, dtype=np.uint8)[:, :, 1:]).ravel()  # [G*G*2]
 
-    def __init__(self, distance: int):
-        self.distance = distance
+
+class Deduper:
+    """Keeps the hashes (and colour signatures) of kept crops; `check(h, colour)` says 'exact', 'near' or None
+    (new) against all of them. A kept crop counts only where its colours also match (every cell of the colour
+    signatures within `colour_tolerance`); with `colour` None only the hashes are compared."""
+
+    def __init__(self, distance: int, colour_tolerance: int = COLOUR_TOLERANCE):
+        self.distance, self.colour_tolerance = distance, colour_tolerance
         self._hashes = np.zeros(1024, np.uint64)
+        self._colours = np.zeros((1024, COLOUR_GRID * COLOUR_GRID * 2), np.uint8)
+        self._has_colour = np.zeros(1024, bool)
         self._n = 0
 
-    def check(self, h: int) -> str | None:
+    def check(self, h: int, colour: np.ndarray | None = None) -> str | None:
         if self.distance < 0 or self._n == 0:
             return None
-        d = np.bitwise_count(self._hashes[:self._n] ^ np.uint64(h)).min()
-        return "exact" if d == 0 else "near" if d <= self.distance else None
+        d = np.bitwise_count(self._hashes[:self._n] ^ np.uint64(h))  # [n]
+        close = d <= self.distance
+        if colour is not None and close.any():
+            idx = np.flatnonzero(close & self._has_colour[:self._n])
+            diff = np.abs(self._colours[idx].astype(np.int16) - colour.astype(np.int16)).max(axis=1)
+            close[idx[diff > self.colour_tolerance]] = False
+        if not close.any():
+            return None
+        return "exact" if d[close].min() == 0 else "near"
 
-    def add(self, h: int) -> None:
+    def add(self, h: int, colour: np.ndarray | None = None) -> None:
         if self._n == len(self._hashes):
+            grow = len(self._hashes)
             self._hashes = np.concatenate([self._hashes, np.zeros_like(self._hashes)])
+            self._colours = np.concatenate([self._colours, np.zeros((grow, self._colours.shape[1]), np.uint8)])
+            self._has_colour = np.concatenate([self._has_colour, np.zeros(grow, bool)])
         self._hashes[self._n] = np.uint64(h)
+        if colour is not None:
+            self._colours[self._n] = colour
+            self._has_colour[self._n] = True
         self._n += 1
 
 
@@ -157,6 +199,7 @@ class _Face:
     face: tuple               # detected face (x, y, w, h), source px
     score: float
     hash: int
+    colour: np.ndarray        # colour_signature(crop)
 
 
 @dataclass
@@ -165,15 +208,21 @@ class _ImageResult:
     digest: str | None        # sha1 of the file's bytes; None: unreadable
     faces: list[_Face]
     found: int                # faces detected (before the size filter)
+    too_large: bool = False   # skipped: over the input limits (digest None too)
 
 
-def decode_full(data: bytes) -> np.ndarray:
-    """RGB uint8 [H,W,3] at full resolution (EXIF orientation applied, alpha on BACKGROUND)."""
+def decode_full(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 [H,W,3] at full resolution (EXIF orientation applied, alpha on BACKGROUND). InputTooLarge,
+    before decoding, when the header's width x height is over ``max_pixels`` (default: limits.py)."""
+    limits = InputLimits.from_env() if max_pixels is None else InputLimits(max_pixels=max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as img:
+            limits.check_pixels(*img.size)
             img = to_rgb(_apply_orientation(img))
             img.load()
             return np.asarray(img)
+    except (InputTooLarge, Image.DecompressionBombError) as e:
+        raise InputTooLarge(str(e)) from None
     except Exception as e:  # noqa: BLE001 - any decoder failure is an unreadable file
         raise UnreadableImage(str(e)) from None
 
@@ -181,18 +230,20 @@ def decode_full(data: bytes) -> np.ndarray:
 class _Cropper:
     """Per process: source entry index -> _ImageResult."""
 
-    def __init__(self, source: ImageSource, settings: CropSettings):
+    def __init__(self, source: ImageSource, settings: CropSettings, limits: InputLimits = InputLimits()):
         from ..metrics.afd import _detect_raw, get_detector
 
-        self.reader, self.settings = source.open(), settings
+        self.reader, self.settings, self.limits = source.open(), settings, limits
         detector = get_detector()  # self-checks the detector once per process
         self.detect = lambda rgb: _detect_raw(rgb, detector.backend)
 
     def __call__(self, i: int) -> _ImageResult:
         s = self.settings
         try:
-            data = self.reader.read(i)
-            rgb = decode_full(data)
+            data = self.reader.read(i, self.limits.max_file_bytes)
+            rgb = decode_full(data, self.limits.max_pixels)
+        except InputTooLarge:
+            return _ImageResult(i, None, [], 0, too_large=True)
         except (UnreadableImage, OSError, RuntimeError, EOFError):
             return _ImageResult(i, None, [], 0)
         h, w = rgb.shape[:2]
@@ -208,7 +259,7 @@ class _Cropper:
             box = square_box((fx, fy, fw, fh), s.margin, w, h)
             crop = np.asarray(pil.resize((s.size, s.size), Image.Resampling.LANCZOS, box=box))
             faces.append(_Face(crop, box, tuple(round(v, 1) for v in (fx, fy, fw, fh)),
-                               float(f.get("likelihood", 1.0)), perceptual_hash(crop)))
+                               float(f.get("likelihood", 1.0)), perceptual_hash(crop), colour_signature(crop)))
         return _ImageResult(i, hashlib.sha1(data).hexdigest(), faces, len(found))
 
     def close(self) -> None:
@@ -218,25 +269,35 @@ class _Cropper:
 _worker: _Cropper | None = None
 
 
-def _init_worker(source: ImageSource, settings: CropSettings) -> None:
+def _init_worker(source: ImageSource, settings: CropSettings, limits: InputLimits) -> None:
     global _worker
-    _worker = _Cropper(source, settings)
+    _worker = _Cropper(source, settings, limits)
 
 
 def _work(i: int) -> _ImageResult:
     return _worker(i)
 
 
-def _results(source: ImageSource, settings: CropSettings, workers: int):
-    """_ImageResult for every entry, in source order."""
+def _results(source: ImageSource, settings: CropSettings, workers: int, limits: InputLimits):
+    """_ImageResult for every entry, in source order; with workers, IN_FLIGHT_TASKS images per worker are
+    submitted ahead (not all of them: the results of a slow writer must not pile up in memory)."""
     n = len(source.names)
     if workers > 1 and n >= 2 * workers:
         ctx = multiprocessing.get_context("spawn")  # safe with torch threads in the parent
+        indices = iter(range(n))
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(source, settings)) as pool:
-            yield from pool.map(_work, range(n), chunksize=max(1, min(16, n // (workers * 8))))
+                                 initargs=(source, settings, limits)) as pool:
+            pending = deque(pool.submit(_work, i) for i in itertools.islice(indices, IN_FLIGHT_TASKS * workers))
+            try:
+                while pending:
+                    result = pending.popleft().result()
+                    pending.extend(pool.submit(_work, i) for i in itertools.islice(indices, 1))
+                    yield result
+            finally:
+                for f in pending:
+                    f.cancel()
         return
-    cropper = _Cropper(source, settings)
+    cropper = _Cropper(source, settings, limits)
     try:
         for i in range(n):
             yield cropper(i)
@@ -277,16 +338,22 @@ def crop_faces(source: str, out: str | os.PathLike, settings: CropSettings, *, l
         file_labels, _ = load_labels(labels, src.names)  # [files, 2]: every crop inherits its file's row
         names_meta = label_names()
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    report, dedup = FaceReport(images=len(src.names)), Deduper(settings.dedup_distance)
+    limits = InputLimits.from_env()
+    report = FaceReport(images=len(src.names), dedup_distance=settings.dedup_distance)
+    dedup = Deduper(settings.dedup_distance)
     seen_files: set[str] = set()
     crops, crop_labels = [], []
     meta = {"source": src.path, "source_kind": f"{src.kind}-faces", "fingerprint": src.fingerprint,
             "background": list(BACKGROUND), "crop_settings": asdict(settings)}
     with PackWriter(out, settings.size, meta) as writer, \
             tqdm(total=len(src.names), desc=f"cropping faces in {src.path}", unit="img", disable=not progress) as bar:
-        for r in _results(src, settings, workers):
+        for r in _results(src, settings, workers, limits):
             bar.update(1)
             name = src.names[r.index]
+            if r.too_large:
+                report.too_large += 1
+                report.unreadable_examples = (report.unreadable_examples + [name])[:20]
+                continue
             if r.digest is None:
                 report.unreadable += 1
                 report.unreadable_examples = (report.unreadable_examples + [name])[:20]
@@ -299,11 +366,11 @@ def crop_faces(source: str, out: str | os.PathLike, settings: CropSettings, *, l
             report.too_small += r.found - len(r.faces)
             kept_here = 0
             for f in r.faces:
-                verdict = dedup.check(f.hash)
+                verdict = dedup.check(f.hash, f.colour)
                 if verdict is not None:
                     setattr(report, f"{verdict}_duplicates", getattr(report, f"{verdict}_duplicates") + 1)
                     continue
-                dedup.add(f.hash)
+                dedup.add(f.hash, f.colour)
                 writer.add(f.crop)
                 crops.append({"file": name, "box": list(f.box), "face": list(f.face), "score": round(f.score, 4)})
                 if file_labels is not None:
@@ -315,11 +382,12 @@ def crop_faces(source: str, out: str | os.PathLike, settings: CropSettings, *, l
         if report.kept == 0:
             raise DataError(f"no face of at least {settings.smallest_face} px found in the {report.images} images "
                             f"of {src.path} ({report.faces} smaller ones); try a lower --min-face")
-        writer.meta.update({"crops": crops, "faces_report": asdict(report), "skipped": report.unreadable})
+        writer.meta.update({"crops": crops, "faces_report": asdict(report),
+                            "skipped": report.unreadable + report.too_large})
         if names_meta is not None:
             writer.meta.update({"label_names": names_meta, "labels": crop_labels})
     return load_packed(writer.out), report
 
 
-__all__ = ["CropSettings", "Deduper", "FaceReport", "box_iou", "crop_faces", "decode_full", "perceptual_hash",
-           "require_detector", "square_box"]
+__all__ = ["CropSettings", "Deduper", "FaceReport", "box_iou", "colour_signature", "crop_faces", "decode_full",
+           "perceptual_hash", "require_detector", "square_box"]

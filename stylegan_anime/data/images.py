@@ -2,18 +2,25 @@
 
 Every Pillow mode is mapped to RGB (16-bit and float images are rescaled, alpha is composited on
 :data:`BACKGROUND`), EXIF orientation is applied, then the image is centre-cropped to a square and
-resized with LANCZOS to ``size``.
+resized with LANCZOS to ``size``. Images over the pixel limit of :mod:`.limits` are refused before decoding.
 """
 from __future__ import annotations
 
 import io
 import os
 import struct
+import warnings
 import zlib
 from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import UnreadableImage
+from .limits import InputLimits, InputTooLarge
+
+__all__ = ["BACKGROUND", "InputTooLarge", "UnreadableImage", "center_crop_resize", "decode_image", "load_image",
+           "to_rgb"]
 
 BACKGROUND = (255, 255, 255)
 """RGB colour that transparent pixels are composited onto (part of the dataset cache key)."""
@@ -43,30 +50,41 @@ _DECODE_ERRORS = (
 )
 
 
-class UnreadableImage(Exception):
-    """The input is not a decodable image (unknown format, truncated, corrupt, too large...)."""
-
-
-def load_image(fp: ImageInput, size: int) -> np.ndarray:
+def load_image(fp: ImageInput, size: int, max_pixels: int | None = None) -> np.ndarray:
     """Decode ``fp`` (raw bytes, a path or a binary file object) to RGB uint8 ``[size,size,3]``.
 
-    Raises :class:`UnreadableImage` for anything that cannot be fully decoded.
+    Raises :class:`UnreadableImage` for anything that cannot be fully decoded, and
+    :class:`~.limits.InputTooLarge` (before decoding) for an image of more than ``max_pixels`` pixels
+    (default: :data:`~.limits.MAX_PIXELS` or ``$STYLEGAN_ANIME_MAX_PIXELS``).
     """
+    return decode_image(fp, size, max_pixels)[0]
+
+
+def decode_image(fp: ImageInput, size: int, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """:func:`load_image`, and whether the source was smaller than ``size`` (short side): it was upscaled."""
     if isinstance(fp, (bytes, bytearray, memoryview)):
         fp = io.BytesIO(fp)
+    limits = InputLimits.from_env() if max_pixels is None else InputLimits(max_pixels=max_pixels)
     try:
-        with Image.open(fp) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            img_ctx = Image.open(fp)
+        with img_ctx as img:
+            width, height = img.size  # from the header: nothing decoded yet
+            limits.check_pixels(width, height)
             # JPEG only: let the decoder downscale by 2/4/8 while keeping the short side large.
             img.draft(None, (int(size * REDUCING_GAP),) * 2)
             img.load()  # full decode now, so truncated data raises here
             img = _apply_orientation(img)
             square = center_crop_resize(to_rgb(img), size)
+    except Image.DecompressionBombError as e:  # over Pillow's own cap (only when ours was raised above it)
+        raise InputTooLarge(str(e)) from None
     except _DECODE_ERRORS as e:
         raise UnreadableImage(f"{type(e).__name__}: {e}") from e
     out = np.asarray(square, dtype=np.uint8)  # [size,size,3]
     if out.shape != (size, size, 3):  # pragma: no cover - defensive
         raise UnreadableImage(f"decoded to unexpected shape {out.shape}")
-    return out
+    return out, min(width, height) < size
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -11,13 +11,22 @@ Packs are built in a hidden temp directory beside the target and moved into plac
 The builder holds an flock on ``.lock`` inside its temp directory; temp directories of killed builds
 (lock free, or no lock file and untouched for ``STALE_TEMP_S``) are removed by the next build.
 :func:`open_dataset` keeps one pack per (source, content, size) in a cache directory and reuses it
-while the source is unchanged; :func:`prepare_dataset` builds one at an explicit location.
+while the source is unchanged; :func:`prepare_dataset` builds one at an explicit location, one writer per
+location (output_lock.py: a second prepare-data into it fails, naming the first one's pid).
 
-Length (~630 lines): building, caching, locking and opening a pack share one on-disk format and its
+Builds stream: worker processes decode a bounded number of images ahead (IN_FLIGHT_BYTES) and each one is
+appended to ``images.npy`` with plain writes as it arrives (npy_stream.py), so the memory of a build does not
+grow with the number of images, whatever the resolution (a 10k x 1024 px pack is 31 GB on disk, not in RAM).
+Files over the input limits (limits.py: decoded pixels from the header, bytes of a file or inflated zip member)
+are skipped before decoding and counted with the unreadable ones; sources smaller than the size are upscaled
+and counted (``dataset.json["upscaled"]``). A cache or output that cannot be written is a one-line DataError.
+
+Length (~690 lines): building, caching, locking and opening a pack share one on-disk format and its
 crash-safety rules; one file defines the format once.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -43,7 +52,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import DataError
-from .images import BACKGROUND, UnreadableImage, load_image
+from .images import BACKGROUND, UnreadableImage, decode_image
+from .limits import InputLimits, InputTooLarge
+from .npy_stream import NpyAppender
+from .output_lock import OutputLock
 from .sources import ImageSource, scan_source
 
 FORMAT_NAME = "stylegan-anime-pack"
@@ -55,6 +67,8 @@ CACHE_ENV = "STYLEGAN_ANIME_CACHE"
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "stylegan-anime")
 DEMO_SEED = 0
 INLINE_THRESHOLD = 256  # sources smaller than this are decoded in-process, without a Pool
+IN_FLIGHT_BYTES = 64 * 2**20  # decoded images queued between the worker processes and the writer, at most
+UNREADABLE, TOO_LARGE = "unreadable", "too large"  # why a file was skipped
 TEMP_LOCK = ".lock"  # inside a build's temp directory, flocked by the live builder
 STALE_TEMP_S = 6 * 3600  # a temp directory without a lock file is stale after this long untouched
 _TEMP_DIR = re.compile(r"^\.(?P<base>.+)\.(?P<kind>tmp|old)-[A-Za-z0-9_]+$")
@@ -125,7 +139,8 @@ def open_dataset(
             return load_packed(target)
         except DataError:  # damaged entry (e.g. edited by hand): rebuild it
             shutil.rmtree(target, ignore_errors=True)
-    ds = _build(plan, target, workers, progress, warn, replace_existing=False)
+    hint = f"set {CACHE_ENV} to a folder you can write to, or pack once with prepare-data SOURCE OUT"
+    ds = _build(plan, target, workers, progress, warn, replace_existing=False, hint=hint)
     _prune_superseded(root, plan)
     return ds
 
@@ -148,12 +163,17 @@ def prepare_dataset(
     """
     _check_size(size)
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    if os.path.lexists(out) and not (is_packed_dir(out) or _is_empty_dir(out)):
-        raise DataError(f"refusing to overwrite {out}: it exists and is not a packed dataset")
     source = str(source)
     if not _is_demo_spec(source) and _as_pack_dir(source) is not None:
         raise DataError(f"{source} is already a packed dataset; give prepare-data the original images")
-    return _build(_plan(source, size, labels), out, workers, progress, warn, replace_existing=True)
+    plan = _plan(source, size, labels)
+    hint = "choose an output folder you can write to"
+    with _writing(os.path.dirname(out), hint):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    with OutputLock(out):  # one writer per output: a second prepare-data into it fails, naming the first
+        if os.path.lexists(out) and not (is_packed_dir(out) or _is_empty_dir(out)):
+            raise DataError(f"refusing to overwrite {out}: it exists and is not a packed dataset")
+        return _build(plan, out, workers, progress, warn, replace_existing=True, hint=hint)
 
 
 def is_packed_dir(path: str | os.PathLike) -> bool:
@@ -211,9 +231,10 @@ class _FileJob:
 
     source: ImageSource
     size: int
+    limits: InputLimits = InputLimits()  # read from the environment in the parent: workers get the same
 
     def decoder(self) -> "_Decoder":
-        return _FileDecoder(self.source, self.size)
+        return _FileDecoder(self.source, self.size, self.limits)
 
 
 @dataclass(frozen=True)
@@ -257,7 +278,7 @@ def _plan(spec: str, size: int, labels: str | os.PathLike | None = None) -> _Pla
         src = scan_source(spec)
         kind, path, names = src.kind, src.path, src.names
         label, slug = src.path, _slug(os.path.basename(src.path.rstrip("/\\")))
-        fingerprint, job, extra = src.fingerprint, _FileJob(src, size), {}
+        fingerprint, job, extra = src.fingerprint, _FileJob(src, size, InputLimits.from_env()), {}
         if labels_file is not None:
             from .labels import label_names  # noqa: PLC0415
             extra = {"label_names": label_names(), "labels_file": labels_file}
@@ -314,19 +335,23 @@ def _is_our_meta(meta_path: str) -> bool:
 
 
 class _FileDecoder:
-    """Per-process: entry index -> (image [S,S,3] or None if unreadable, None)."""
+    """Per-process: entry index -> (image [S,S,3], or UNREADABLE / TOO_LARGE when skipped; None; upscaled)."""
 
     _READ_ERRORS = (UnreadableImage, OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
                     EOFError, zlib.error)
 
-    def __init__(self, source: ImageSource, size: int):
-        self.reader, self.size = source.open(), size
+    def __init__(self, source: ImageSource, size: int, limits: InputLimits = InputLimits()):
+        self.reader, self.size, self.limits = source.open(), size, limits
 
-    def __call__(self, i: int) -> tuple[np.ndarray | None, list[int] | None]:
+    def __call__(self, i: int) -> tuple[np.ndarray | str, None, bool]:
         try:
-            return load_image(self.reader.read(i), self.size), None
+            data = self.reader.read(i, self.limits.max_file_bytes)
+            img, upscaled = decode_image(data, self.size, self.limits.max_pixels)
+            return img, None, upscaled
+        except InputTooLarge:
+            return TOO_LARGE, None, False
         except self._READ_ERRORS:
-            return None, None
+            return UNREADABLE, None, False
 
     def close(self) -> None:
         self.reader.close()
@@ -339,20 +364,21 @@ class _DemoDecoder:
         self.demo = importlib.import_module("stylegan_anime.data.demo")
         self.size = size
 
-    def __call__(self, i: int) -> tuple[np.ndarray, list[int]]:
+    def __call__(self, i: int) -> tuple[np.ndarray, list[int], bool]:
         img, hair, eye = self.demo.render_face(DEMO_SEED, i, self.size)
         img = np.asarray(img)
         if img.shape != (self.size, self.size, 3) or img.dtype != np.uint8:
             raise TypeError(f"demo.render_face returned {img.dtype} {img.shape}, expected uint8 "
                             f"{(self.size, self.size, 3)}")
-        return img, [int(hair), int(eye)]
+        return img, [int(hair), int(eye)], False
 
     def close(self) -> None:
         pass
 
 
 _Decoder = _FileDecoder | _DemoDecoder
-_Result = tuple[int, "np.ndarray | None", "list[int] | None"]  # (index, image [S,S,3] or None, labels)
+# (index, image [S,S,3] or the reason it was skipped (UNREADABLE / TOO_LARGE), labels or None, upscaled)
+_Result = tuple[int, "np.ndarray | str", "list[int] | None", bool]
 _worker_decoder: _Decoder | None = None  # set in each worker process by _init_worker
 
 
@@ -366,7 +392,7 @@ def _work(indices: range) -> list[_Result]:
 
 
 def _decode_all(job, count: int, workers: int, warn: Warn) -> Iterator[_Result]:
-    """Yield (index, image or None, labels or None) for every index, in order."""
+    """Yield (index, image or skip reason, labels or None, upscaled) for every index, in order."""
     done = 0
     if workers > 1 and count >= INLINE_THRESHOLD:
         try:
@@ -388,11 +414,11 @@ def _decode_pooled(job, count: int, workers: int) -> Iterator[_Result]:
     """Decode in ``workers`` spawned processes, keeping a bounded number of chunks in flight."""
     # "spawn" everywhere: safe when the parent already runs torch/CUDA threads (fork is not).
     ctx = multiprocessing.get_context("spawn")
-    chunk = max(1, min(64, count // (workers * 8)))
+    chunk = _chunk_size(count, workers, job.size)
     chunks = iter(range(a, min(a + chunk, count)) for a in range(0, count, chunk))
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job,))
     try:
-        pending = deque(pool.submit(_work, c) for c in itertools.islice(chunks, 4 * workers))
+        pending = deque(pool.submit(_work, c) for c in itertools.islice(chunks, IN_FLIGHT_TASKS * workers))
         while pending:
             results = pending.popleft().result()
             pending.extend(pool.submit(_work, c) for c in itertools.islice(chunks, 1))
@@ -401,107 +427,123 @@ def _decode_pooled(job, count: int, workers: int) -> Iterator[_Result]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _chunk_size(count: int, workers: int, size: int) -> int:
+    """Images per task: 4 x workers tasks are in flight, holding at most IN_FLIGHT_BYTES of decoded images
+    (or one image per task where a single one is larger), whatever the number of images or the resolution."""
+    per_task = IN_FLIGHT_BYTES // (IN_FLIGHT_TASKS * workers * size * size * 3)
+    return max(1, min(64, count // (workers * 8), per_task))
+
+
+IN_FLIGHT_TASKS = 4  # per worker, see _decode_pooled
+
+
 # --------------------------------------------------------------------------- building
 
 
 def _build(plan: _Plan, target: str, workers: int | None, progress: bool, warn: Warn | None,
-           replace_existing: bool) -> PackedDataset:
-    """Decode ``plan`` into a temp dir beside ``target`` and move it into place."""
+           replace_existing: bool, hint: str = "") -> PackedDataset:
+    """Decode ``plan`` into a temp dir beside ``target`` and move it into place. A failed write (read-only
+    folder, disk full ...) is a one-line DataError naming the path, ending with ``hint`` (what to do)."""
     parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
     count, size = plan.job.count if plan.kind == "demo" else len(plan.names), plan.size
-    _check_disk_space(parent, count * size * size * 3)
     workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
     warn = _default_warn if warn is None else warn
     file_labels = report = None
     if plan.labels_file is not None:  # parse before decoding: a malformed file fails fast
         from .labels import load_labels  # noqa: PLC0415
         file_labels, report = load_labels(plan.labels_file, plan.names)  # [count, 2], aligned with names
-    remove_stale_temps(parent, os.path.basename(target))
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
-        lock_fd = _lock_temp(tmp)  # held until the pack is in place: a live build is never taken for a stale one
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        kept, skipped, labels = _fill(plan, os.path.join(tmp, IMAGES_FILE), count, workers, progress, warn)
-        if file_labels is not None:  # rows of the skipped (unreadable) images go with them
-            gone = set(skipped)
-            labels = [row for name, row in zip(plan.names, file_labels.tolist()) if name not in gone]
-        meta = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "source": plan.label,
-            "source_kind": plan.kind,
-            "count": kept,
-            "size": size,
-            "skipped": len(skipped),
-            "skipped_examples": skipped[:20],
-            "fingerprint": plan.fingerprint,
-            "background": list(BACKGROUND),
-            **plan.meta_extra,
-        }
-        if labels is not None:
-            meta["labels"] = labels
-        if report is not None:
-            meta["labels_report"] = report.to_dict()
-        with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
-            json.dump(meta, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.unlink(os.path.join(tmp, TEMP_LOCK))  # not part of the pack (the open fd keeps the lock)
-        _install(tmp, target, replace_existing)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        os.close(lock_fd)
-    if skipped:
-        examples = ", ".join(skipped[:3])
-        warn(f"skipped {len(skipped)} unreadable files in {plan.label} (e.g. {examples})")
+    with _writing(parent, hint):
+        os.makedirs(parent, exist_ok=True)
+        _check_disk_space(parent, count * size * size * 3)
+        remove_stale_temps(parent, os.path.basename(target))
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+        try:
+            lock_fd = _lock_temp(tmp)  # held until the pack is in place: a live build is never taken for a stale one
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            filled = _fill(plan, os.path.join(tmp, IMAGES_FILE), count, workers, progress, warn)
+            labels = filled.labels
+            if file_labels is not None:  # rows of the skipped (unreadable) images go with them
+                gone = set(filled.skipped)
+                labels = [row for name, row in zip(plan.names, file_labels.tolist()) if name not in gone]
+            meta = {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "source": plan.label,
+                "source_kind": plan.kind,
+                "count": filled.kept,
+                "size": size,
+                "skipped": len(filled.skipped),
+                "skipped_examples": filled.skipped[:20],
+                "skipped_too_large": len(filled.too_large),
+                "upscaled": filled.upscaled,
+                "fingerprint": plan.fingerprint,
+                "background": list(BACKGROUND),
+                **plan.meta_extra,
+            }
+            if labels is not None:
+                meta["labels"] = labels
+            if report is not None:
+                meta["labels_report"] = report.to_dict()
+            with open(os.path.join(tmp, META_FILE), "w", encoding="utf-8") as f:
+                json.dump(meta, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.unlink(os.path.join(tmp, TEMP_LOCK))  # not part of the pack (the open fd keeps the lock)
+            _install(tmp, target, replace_existing)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            os.close(lock_fd)
+    if filled.skipped:
+        warn(skipped_warning(plan.label, filled.skipped, len(filled.too_large), plan.job))
     for line in report.warnings() if report is not None else ():
         warn(line)
     return load_packed(target)
 
 
-def _fill(plan: _Plan, npy_path: str, count: int, workers: int, progress: bool, warn: Warn
-          ) -> tuple[int, list[str], list[list[int]] | None]:
-    """Decode every entry into ``npy_path``; returns (kept count, skipped names, labels or None)."""
+def skipped_warning(label: str, skipped: list[str], too_large: int, job=None) -> str:
+    """'skipped N unreadable files in SRC (K too large: over 64 Mpx decoded or 256 MiB per file) (e.g. a, b, c)'."""
+    limits = getattr(job, "limits", None) or InputLimits.from_env()
+    why = f" ({too_large} too large: {limits.describe()})" if too_large else ""
+    return f"skipped {len(skipped)} unreadable files in {label}{why} (e.g. {', '.join(skipped[:3])})"
+
+
+@dataclass
+class _Filled:
+    kept: int                        # rows written
+    skipped: list[str]               # names of the files skipped (unreadable or too large), in source order
+    too_large: list[str]             # those of them over the input limits
+    upscaled: int                    # kept images whose source was smaller than the pack's size
+    labels: list[list[int]] | None   # demo labels, one row per kept image
+
+
+def _fill(plan: _Plan, npy_path: str, count: int, workers: int, progress: bool, warn: Warn) -> _Filled:
+    """Decode every entry into ``npy_path``, streaming: each image is written as soon as it is decoded, so memory
+    does not grow with ``count`` (see npy_stream.py); skipped entries leave no row."""
     size = plan.size
-    out = np.lib.format.open_memmap(npy_path, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
-    kept, skipped = 0, []
-    labels: list[list[int]] | None = [] if plan.kind == "demo" else None
-    with tqdm(total=count, desc=f"packing {plan.label}", unit="img", disable=not progress) as bar:
-        for i, img, lab in _decode_all(plan.job, count, workers, warn):
-            if img is None:
-                skipped.append(plan.names[i])
+    filled = _Filled(0, [], [], 0, [] if plan.kind == "demo" else None)
+    with NpyAppender(npy_path, (size, size, 3)) as out, \
+            tqdm(total=count, desc=f"packing {plan.label}", unit="img", disable=not progress) as bar:
+        for i, img, lab, upscaled in _decode_all(plan.job, count, workers, warn):
+            if isinstance(img, str):  # UNREADABLE or TOO_LARGE
+                filled.skipped.append(plan.names[i])
+                if img == TOO_LARGE:
+                    filled.too_large.append(plan.names[i])
             else:
-                out[kept] = img  # [S,S,3]; rows stay in source order, skipped ones closed up
-                if labels is not None:
-                    labels.append(lab)
-                kept += 1
+                out.append(img)  # [S,S,3]; rows stay in source order, skipped ones closed up
+                if filled.labels is not None:
+                    filled.labels.append(lab)
+                filled.upscaled += bool(upscaled)
             bar.update(1)
-    out.flush()
-    del out
-    if kept == 0:
-        raise DataError(f"none of the {count} image files in {plan.label} could be read (e.g. {skipped[0]})")
-    if kept < count:
-        _shrink_npy(npy_path, kept)
-    return kept, skipped, labels
-
-
-def _shrink_npy(npy_path: str, rows: int, chunk: int = 1024) -> None:
-    """Keep only the first ``rows`` rows of an .npy file, copying in bounded chunks."""
-    src = np.load(npy_path, mmap_mode="r")
-    tmp_path = npy_path + ".shrink"
-    dst = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=src.dtype, shape=(rows, *src.shape[1:]))
-    for a in range(0, rows, chunk):
-        b = min(a + chunk, rows)
-        dst[a:b] = src[a:b]
-    dst.flush()
-    del src, dst
-    os.replace(tmp_path, npy_path)
+        filled.kept = out.count
+    if filled.kept == 0:
+        raise DataError(f"none of the {count} image files in {plan.label} could be read "
+                        f"(e.g. {filled.skipped[0]})")
+    return filled
 
 
 def _install(tmp: str, target: str, replace_existing: bool) -> None:
@@ -603,6 +645,18 @@ def _untouched_for(path: str) -> float:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+@contextlib.contextmanager
+def _writing(where: str, hint: str = ""):
+    """An OSError in the block (read-only folder, permission denied, disk full ...) becomes the one-line
+    ``DataError('cannot write PATH: REASON; HINT')``."""
+    try:
+        yield
+    except OSError as e:
+        path = e.filename if isinstance(e.filename, str) and e.filename else where
+        reason = e.strerror or str(e) or type(e).__name__
+        raise DataError(f"cannot write {path}: {reason}" + (f"; {hint}" if hint else "")) from None
 
 
 def _check_size(size: int) -> None:

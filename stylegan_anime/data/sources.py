@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 
 from .errors import DataError
+from .limits import InputLimits, read_capped
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 """Recognised image file extensions, matched case-insensitively; other files are ignored."""
@@ -53,15 +55,20 @@ class EntryReader:
         self.source = source
         self._zip: zipfile.ZipFile | None = None
 
-    def read(self, i: int) -> bytes:
-        """Bytes of entry ``i``; raises OSError / zipfile errors if it cannot be read."""
+    def read(self, i: int, max_bytes: int | None = None) -> bytes:
+        """Bytes of entry ``i``; raises OSError / zipfile errors if it cannot be read, and InputTooLarge when it
+        is over ``max_bytes`` (a zip member's declared size is checked first, then at most max_bytes + 1 bytes
+        are inflated, so neither a big member nor a lying header costs more memory than that)."""
         name = self.source.names[i]
         if self.source.kind == "folder":
-            with open(os.path.join(self.source.path, *name.split("/")), "rb") as f:
-                return f.read()
+            return _read_regular_file(os.path.join(self.source.path, *name.split("/")), max_bytes)
         if self._zip is None:
             self._zip = zipfile.ZipFile(self.source.path)
-        return self._zip.read(name)
+        info = self._zip.getinfo(name)
+        if max_bytes is not None:
+            InputLimits(max_file_bytes=max_bytes).check_bytes(info.file_size, "zip member")
+        with self._zip.open(info) as f:
+            return read_capped(f, max_bytes, "zip member")
 
     def close(self) -> None:
         if self._zip is not None:
@@ -124,6 +131,19 @@ def scan_zip(path: str) -> ImageSource:
     _require_images(listing, path)
     names = tuple(r[0] for r in listing)
     return ImageSource("zip", path, names, _digest([os.path.getsize(path), listing]))
+
+
+def _read_regular_file(path: str, max_bytes: int | None) -> bytes:
+    """A regular file's bytes. A FIFO or device named like an image (``mkfifo x.png``, a link to /dev/zero) is an
+    OSError: opened non-blocking and refused, so it can neither hang nor stream forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file: {path}")
+        if max_bytes is not None:
+            InputLimits(max_file_bytes=max_bytes).check_bytes(st.st_size)
+        return read_capped(f, max_bytes)
 
 
 def _require_images(listing: list, path: str) -> None:

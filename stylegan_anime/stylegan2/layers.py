@@ -491,7 +491,8 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)  # [N, w_dim] after the last layer
 
         if update_emas and self.w_avg_beta is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            # float32 whatever the layers ran in (under autocast the FC layers give bf16/fp16)
+            self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
@@ -499,7 +500,7 @@ class MappingNetwork(nn.Module):
         if truncation_psi != 1:
             if self.w_avg_beta is None:
                 raise ValueError("MappingNetwork: truncation needs w_avg (w_avg_beta is None)")
-            truncated = self.w_avg.lerp(x, truncation_psi)
+            truncated = self.w_avg.lerp(x.float(), truncation_psi).to(x.dtype)
             if self.num_ws is None or truncation_cutoff is None:
                 x = truncated
             else:

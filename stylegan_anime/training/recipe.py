@@ -99,8 +99,9 @@ class Recipe:
         self.z_dim: int = 0
 
     @classmethod
-    def resolve_config(cls, cfg: RecipeConfig, resolution: int) -> RecipeConfig:
-        """The config with every value a preset decides filled in: what config.json and checkpoints store."""
+    def resolve_config(cls, cfg: RecipeConfig, resolution: int, gpus: int = 1) -> RecipeConfig:
+        """The config with every value a preset decides filled in (for this resolution and number of
+        processes): what config.json and checkpoints store."""
         return cfg
 
     # --- sampling (used by the trainer's grids, `generate` and the tools) ---------------------------
