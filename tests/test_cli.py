@@ -25,7 +25,9 @@ run = run_cli
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["train", "--data", "demo:8", "--size", "100"], "--size must be one of 64, 128"),
+    (["train", "--data", "demo:8", "--size", "100"], "--size must be a power of two from 32 to 1024"),
+    (["train", "--data", "demo:8", "--size", "2048"], "--size must be a power of two from 32 to 1024"),
+    (["train", "--data", "demo:8", "--size", "512", "--model", "dcgan"], "this model trains at 32, 64, 128 or 256"),
     (["train", "--data", "demo:8", "--batch", "64", "--batch-gpu", "10"], "not divisible by --batch-gpu 10"),
     (["train", "--data", "demo:8", "--model", "nope"], "'nope' is not one of"),
     (["train", "--data", "/no/such/folder"], "/no/such/folder"),
@@ -37,7 +39,7 @@ run = run_cli
     (["generate", "--checkpoint", "/no/ckpt.pt", "--grid", "x.png"], "checkpoint does not exist"),
     (["generate", "--checkpoint", "/no/ckpt.pt"], "--grid FILE"),
     (["prepare-data", "/no/src", "out", "--size", "64"], "/no/src"),
-    (["prepare-data", "demo:8", "out", "--size", "32"], "--size must be one of"),
+    (["prepare-data", "demo:8", "out", "--size", "48"], "--size must be a power of two"),
 ])
 def test_user_mistakes_are_one_line_exit_2(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -53,7 +55,8 @@ def test_console_script_error_has_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stylegan_anime.cli", "train", "--data", "demo:8", "--size", "100"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == "error: --size must be one of 64, 128, got 100"
+    assert r.stderr.strip() == ("error: --size must be a power of two from 32 to 1024 (32, 64, 128, 256, 512, "
+                                "1024), got 100")
 
 
 def test_help_has_examples(capsys):

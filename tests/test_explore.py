@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -198,9 +199,9 @@ def server(explorer, tmp_path_factory):
     srv.server_close()
 
 
-def _get(url: str, data: bytes | None = None):
+def _get(url: str, data: bytes | None = None, headers: dict | None = None):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=30) as r:
             return r.status, r.headers.get("Content-Type"), r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read()
@@ -232,14 +233,21 @@ def test_http_errors_are_one_line_json(server, path, status, match):
     assert match in message and "\n" not in message
 
 
+def _page_headers(srv) -> dict:
+    """What the page sends with a save: JSON and the token it finds in its own HTML."""
+    token = re.search(r'name="explore-token" content="([^"]+)"', _get(srv.url)[2].decode()).group(1)
+    return {"Content-Type": "application/json", "X-Explore-Token": token}
+
+
 def test_http_save(server, explorer):
-    code, _, body = _get(server.url + "api/save", json.dumps({"seed": 6, "dirs": [0, -1.5]}).encode())
+    headers = _page_headers(server)
+    code, _, body = _get(server.url + "api/save", json.dumps({"seed": 6, "dirs": [0, -1.5]}).encode(), headers)
     saved = json.loads(body)
     assert code == 200 and Path(saved["png"]).parent == server.outdir
     assert Path(saved["png"]).read_bytes() == explorer.png(View(seed=6, dirs=(0.0, -1.5)))
-    code, _, body = _get(server.url + "api/save", b"{not json")
+    code, _, body = _get(server.url + "api/save", b"{not json", headers)
     assert code == 400 and "not valid JSON" in json.loads(body)["error"]
-    code, _, body = _get(server.url + "api/save", b"seed=abc")
+    code, _, body = _get(server.url + "api/save", b'{"seed": "abc"}', headers)
     assert code == 400 and "whole number" in json.loads(body)["error"]
 
 
@@ -263,7 +271,8 @@ def test_command_errors_are_one_line(tiny_runs, tmp_path, capsys):
 def test_command_serves_until_ctrl_c(tiny_runs, latent_file, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "stylegan_anime.cli", "explore", "--checkpoint", str(tiny_runs["sg2"]),
-                             "--latent", str(latent_file), "--port", "0", "--outdir", str(tmp_path / "saves")],
+                             "--latent", str(latent_file), "--port", "0", "--outdir", str(tmp_path / "saves"),
+                             "--max-saves", "1"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stderr.readline()
@@ -272,6 +281,10 @@ def test_command_serves_until_ctrl_c(tiny_runs, latent_file, tmp_path):
         status, _, body = _get(url.group(0) + "api/info")
         assert status == 200 and json.loads(body)["latents"] == ["me"]
         assert _get(url.group(0) + "api/image?latent=me")[0] == 200
+        token = re.search(r'explore-token" content="([^"]+)"', _get(url.group(0))[2].decode()).group(1)
+        headers = {"Content-Type": "application/json", "X-Explore-Token": token}
+        assert [_get(url.group(0) + "api/save", b'{"latent": "me"}', headers)[0] for _ in range(2)] == [200, 429]
+        assert _files(tmp_path / "saves") == ["explore-0000.npz", "explore-0000.png"]
     finally:
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=30)
@@ -286,3 +299,421 @@ def test_explorer_on_cuda_matches_the_cpu(tiny_runs, explorer):
                    {k: v for k, v in explorer.latents.items()})
     for view in (View(seed=3, psi=0.7, mix="coarse", mix_seed=4, dirs=(1.0,)), View(latent="me", psi=1.0)):
         assert np.abs(_pixels(gpu.png(view)) - _pixels(explorer.png(view))).mean() < 1.0
+
+
+# ------------------------------------------------------------------------------------------ safe on a desktop
+# Any web site open in the user's browser can send requests to 127.0.0.1: it must not read the API (DNS
+# rebinding), write files (a cross-site POST), or knock the server over (bursts, early disconnects, odd bodies).
+@pytest.fixture()
+def fresh_server(explorer, tmp_path):
+    """A server of its own (not serving yet: call start()); stopped after the test."""
+    servers = []
+
+    def make(start: bool = True, **kw):
+        srv = make_server(explorer, "127.0.0.1", 0, tmp_path / "saves", **kw)
+        servers.append(srv)
+        def serve():
+            srv.serving = True
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+        srv.serving, srv.start = False, serve
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        if srv.serving:
+            srv.shutdown()  # (blocks forever on a server that never served)
+        srv.server_close()
+
+
+def _request(srv, method: str, path: str, body: bytes = b"", headers: dict | None = None, host: str | None = None):
+    """(status, parsed JSON or raw bytes) with exactly these headers (http.client adds no Content-Type)."""
+    import http.client
+
+    port = srv.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        if host != "":
+            conn.putheader("Host", host or f"127.0.0.1:{port}")
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in (headers or {})):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if r.getheader("Content-Type") == "application/json" else data)
+    finally:
+        conn.close()
+
+
+def _wait_for_handlers(timeout: float = 10.0) -> None:
+    """Until no request-handling thread is left (their errors, if any, are printed by then)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any("process_request" in t.name for t in threading.enumerate()):
+        time.sleep(0.05)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "127.0.0.1.evil.example:{port}", ""])
+def test_a_foreign_host_name_cannot_read_the_api(server, host):
+    """DNS rebinding: a page at http://evil.example:PORT whose name now resolves to 127.0.0.1."""
+    port = server.server_address[1]
+    for path in ("/api/info", "/api/image?seed=1", "/"):
+        status, body = _request(server, "GET", path, host=host.format(port=port))
+        assert status == 403, (host, path)
+        assert "unknown Host" in body["error"] and "tiny" not in json.dumps(body)  # no checkpoint path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}",
+                                  "localhost:9000"])  # 9000: ssh -L 9000:127.0.0.1:PORT
+def test_the_names_of_this_machine_are_answered(server, host):
+    status, body = _request(server, "GET", "/api/info", host=host.format(port=server.server_address[1]))
+    assert status == 200 and body["checkpoint"] == "tiny"
+
+
+def test_api_requests_a_browser_marks_cross_site_are_refused(server):
+    for site, expected in (("cross-site", 403), ("same-site", 403), ("same-origin", 200), ("none", 200)):
+        assert _request(server, "GET", "/api/info", headers={"Sec-Fetch-Site": site})[0] == expected, site
+    assert _request(server, "GET", "/", headers={"Sec-Fetch-Site": "cross-site"})[0] == 200  # a link to the page
+
+
+def test_a_cross_site_post_writes_nothing(fresh_server):
+    """The classic: <form method=post enctype=text/plain action=http://127.0.0.1:8000/api/save> on any site."""
+    srv = fresh_server()
+    port = srv.server_address[1]
+    body = b'{"seed": 1, "x": "=1"}'
+    for headers in ({"Content-Type": "text/plain", "Origin": "http://evil.example"},
+                    {"Content-Type": "application/json", "Origin": "http://evil.example"},
+                    {"Content-Type": "application/json", "Origin": f"http://localhost:{port + 1}"},  # another port
+                    {"Content-Type": "application/json", "Origin": "null"},
+                    {"Content-Type": "application/json"},  # no Origin, no token
+                    {"Content-Type": "application/json", "X-Explore-Token": "guess"},
+                    {"Content-Type": "application/json", "Origin": "http://evil.example",
+                     "X-Explore-Token": srv.token}):  # a token does not excuse another site
+        status, reply = _request(srv, "POST", "/api/save", body, headers)
+        assert status == 403 and "error" in reply, headers
+    assert _files(srv.outdir) == []
+    status, reply = _request(srv, "POST", "/api/save", b'{"seed": 1}',
+                             {"Content-Type": "text/plain", "Origin": f"http://127.0.0.1:{port}"})
+    assert status == 415 and "application/json" in reply["error"]
+    assert _files(srv.outdir) == []
+
+
+def test_the_page_saves_with_its_token_or_its_origin(fresh_server):
+    srv = fresh_server()
+    port = srv.server_address[1]
+    assert srv.token and srv.token.encode() in _request(srv, "GET", "/")[1]
+    assert b"__EXPLORE_TOKEN__" not in _request(srv, "GET", "/")[1]
+    assert _request(srv, "POST", "/api/save", b'{"seed": 2}', _page_headers(srv))[0] == 200
+    assert _request(srv, "POST", "/api/save", b'{"seed": 2}', {"Content-Type": "application/json; charset=utf-8",
+                                                              "Origin": f"http://localhost:{port}"},
+                    host=f"localhost:{port}")[0] == 200
+    assert _files(srv.outdir) == ["explore-0000.npz", "explore-0000.png", "explore-0001.npz", "explore-0001.png"]
+    other = fresh_server()
+    assert other.token != srv.token  # one per session
+    assert _request(other, "POST", "/api/save", b'{"seed": 2}', _page_headers(srv))[0] == 403
+
+
+def test_saves_per_server_are_bounded(fresh_server):
+    srv = fresh_server(max_saves=2)
+    headers = _page_headers(srv)
+    assert [_request(srv, "POST", "/api/save", b'{"seed": 3}', headers)[0] for _ in range(3)] == [200, 200, 429]
+    assert len(_files(srv.outdir)) == 4
+
+
+def test_save_never_follows_a_planted_symlink(explorer, tmp_path):
+    """explore-0000.png planted as a symlink to a file outside --outdir: skipped, not written through."""
+    out, outside = tmp_path / "saves", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / "explore-0000.png").symlink_to(outside / "victim.png")  # dangling: exists() says False
+    (out / "explore-0001.npz").symlink_to(outside / "victim.npz")
+    (out / "explore-0002.png").write_bytes(b"the user's own picture")
+    saved = explorer.save(View(seed=4), out)
+    assert (saved["png"], saved["npz"]) == (str(out / "explore-0003.png"), str(out / "explore-0003.npz"))
+    assert _files(outside) == []
+    assert (out / "explore-0002.png").read_bytes() == b"the user's own picture"
+    assert not (out / "explore-0002.npz").exists() and not any(n.startswith(".") for n in _files(out))
+
+
+def test_save_moves_on_when_a_name_is_taken_while_it_writes(explorer, tmp_path, monkeypatch):
+    """Another program creates explore-0000.npz between the check and the link: the pair moves to 0001, the
+    png written for 0000 is taken back, the other program's file is untouched."""
+    import stylegan_anime.explore.explorer as explorer_module
+
+    out = tmp_path / "saves"
+    real = explorer_module.new_output
+
+    def racing(path, *a, **kw):
+        if Path(path).name == "explore-0000.npz":
+            Path(path).write_bytes(b"someone else's")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(explorer_module, "new_output", racing)
+    saved = explorer.save(View(seed=4), out)
+    assert Path(saved["png"]).name == "explore-0001.png" and Path(saved["npz"]).name == "explore-0001.npz"
+    assert _files(out) == ["explore-0000.npz", "explore-0001.npz", "explore-0001.png"]
+    assert (out / "explore-0000.npz").read_bytes() == b"someone else's"
+
+
+def test_a_burst_of_connections_is_answered(fresh_server, capfd):
+    """100 connections arrive while the server is busy (not accepting): all wait in the listen queue and get
+    an answer (a backlog of 5 left the 7th hanging), then 100 requests in parallel; no traceback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv = fresh_server(start=False)
+    port = srv.server_address[1]
+    socks = []
+    try:
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            socks.append(s)
+            s.sendall(f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        srv.start()
+        for s in socks:
+            s.settimeout(30)
+            assert s.recv(64).startswith(b"HTTP/1.0 200")
+    finally:
+        for s in socks:
+            s.close()
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(lambda k: _request(srv, "GET", f"/api/image?seed={k % 5}")[0], range(100)))
+    assert statuses == [200] * 100
+    _wait_for_handlers()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_that_goes_away_early_is_dropped_quietly(fresh_server, capfd):
+    srv = fresh_server()
+    port = srv.server_address[1]
+    for k in range(10):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(f"GET /api/image?seed={100 + k} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close = reset
+        s.close()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)  # half a body, then gone
+    s.sendall(f"POST /api/save HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+              f"X-Explore-Token: {srv.token}\r\nContent-Length: 100\r\n\r\n{{\"seed\"".encode())
+    s.close()
+    _wait_for_handlers()
+    assert _request(srv, "GET", "/api/info")[0] == 200  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err
+    assert _files(srv.outdir) == []
+
+
+def test_an_idle_connection_is_closed(fresh_server, capfd):
+    """A connection that sends nothing (or half a request) must not hold a thread forever."""
+    srv = fresh_server(idle_timeout=0.3)
+    port = srv.server_address[1]
+    for first in (b"", b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(first)
+            assert s.recv(1024) == b""  # closed by the server (a socket.timeout here: it waited 10 s)
+    _wait_for_handlers()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("body, status, match", [
+    (b'{"seed": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400, "nested more than"),  # a RecursionError in json
+    (b'{"a": ' * 25 + b"1" + b"}" * 25, 400, "nested more than"),
+    (b'{"seed": []}', 400, "seed has no value"),
+    (b'{"seed": {"x": 1}}', 400, "seed must be a whole number"),
+    (b'{"psi": "[[[[["}', 400, "psi must be a number"),  # brackets in a string are not nesting
+    (b"[1, 2]", 400, "JSON object"),
+    (b"\xff\xfe", 400, "UTF-8"),
+])
+def test_odd_json_bodies_get_one_line_answers(fresh_server, body, status, match):
+    srv = fresh_server()
+    code, reply = _request(srv, "POST", "/api/save", body, _page_headers(srv))
+    assert code == status and match in reply["error"] and len(reply["error"]) < 300
+    assert _files(srv.outdir) == []
+
+
+def test_chunked_and_oversized_bodies_are_refused(fresh_server):
+    srv = fresh_server()
+    headers = _page_headers(srv)
+    chunked = b'b\r\n{"seed": 5}\r\n0\r\n\r\n'
+    status, reply = _request(srv, "POST", "/api/save", chunked, {**headers, "Transfer-Encoding": "chunked"})
+    assert status == 411 and "Content-Length" in reply["error"]
+    status, reply = _request(srv, "POST", "/api/save", b"", headers)  # no Content-Length at all
+    assert status == 411
+    status, reply = _request(srv, "POST", "/api/save", b"", {**headers, "Content-Length": "100000"})
+    assert status == 413 and "at most 65536 bytes" in reply["error"]
+    status, reply = _request(srv, "POST", "/api/save", b"", {**headers, "Content-Length": "-5"})
+    assert status == 400
+    assert _files(srv.outdir) == []
+
+
+def test_an_unexpected_error_answers_500_in_one_line(server, explorer, monkeypatch, capfd):
+    def broken():
+        raise RuntimeError("a bug\nsecond line")
+
+    monkeypatch.setattr(explorer, "info", broken)
+    status, reply = _request(server, "GET", "/api/info")
+    assert status == 500 and reply == {"error": "internal error: RuntimeError: a bug"}
+    _wait_for_handlers()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "RuntimeError: a bug" in err
+
+
+def test_errors_name_the_setting(server):
+    status, reply = _request(server, "GET", "/api/image?mix=coarse&mix_seed=-1")
+    assert status == 400 and reply["field"] == "mix_seed" and reply["error"].startswith("mix_seed must be")
+    assert _request(server, "GET", "/api/image?latent=nobody")[1]["field"] == "latent"
+
+
+# ------------------------------------------------------------------------------------------ the page's script
+_FAKE_DOM = r"""
+const els = {};
+const el = (id) => els[id] || (els[id] = { id, value: "", textContent: "", className: "", hidden: false,
+  disabled: false, src: "", add() {}, appendChild() {}, addEventListener() {}, nextElementSibling: {},
+  classList: { set: new Set(), add(c) { this.set.add(c); }, remove(c) { this.set.delete(c); } } });
+globalThis.document = { getElementById: el, querySelector: () => ({ content: "TOKEN" }), querySelectorAll: () => [],
+  createElement: () => el("new") };
+globalThis.history = { replaceState() {} };
+globalThis.location = { hash: "" };
+let reply = null;  // null: no server (fetch rejects, as a browser's "TypeError: Failed to fetch")
+globalThis.fetch = async () => { if (!reply) throw new TypeError("Failed to fetch"); return reply; };
+const sleep = () => new Promise((r) => setTimeout(r, 20));
+(async () => {
+  const page = new Function(SCRIPT + "\nreturn { refresh, SERVER_GONE };")();
+  await sleep();
+  const out = { startup: els.status.textContent, gone: page.SERVER_GONE };
+  reply = { ok: false, status: 400, statusText: "Bad Request",
+            json: async () => ({ error: "mix_seed must be between 0 and 2147483647, got -1", field: "mix_seed" }) };
+  await page.refresh();
+  out.error = els.status.textContent;
+  out.dimmed = els.image.classList.set.has("stale");
+  reply = { ok: true, status: 200, blob: async () => new Blob(["png"]) };
+  await page.refresh();
+  out.after = els.status.textContent;
+  out.dimmed_after = els.image.classList.set.has("stale");
+  reply = null;
+  await page.refresh();
+  out.stopped = els.status.textContent;
+  console.log(JSON.stringify(out));
+})();
+"""
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="needs node to run the page's script")
+def test_page_script_errors_speak_the_users_language(tmp_path):
+    """The page's own JavaScript on a fake DOM (node): a stopped server is named as such, not "TypeError: Failed
+    to fetch"; an error about mix_seed names the box the user sees ("seed 2") and dims the old image."""
+    html = page().decode()
+    script = html[html.index("<script>") + len("<script>"):html.index("</script>")]
+    (tmp_path / "run.js").write_text(f"const SCRIPT = {json.dumps(script)};\n{_FAKE_DOM}")
+    proc = subprocess.run(["node", str(tmp_path / "run.js")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["startup"] == out["gone"] == "the explorer server is not running (stopped?)"
+    assert out["error"] == "seed 2 must be between 0 and 2147483647, got -1" and out["dimmed"]
+    assert out["after"].startswith("rendered in") and not out["dimmed_after"]
+    assert out["stopped"] == out["gone"]
+
+
+def test_page_labels_match_the_controls_and_disabled_controls_look_disabled():
+    """Every View setting has the label the user sees (the page's LABELS), equal to the control's <label>."""
+    import html as html_lib
+
+    text = page().decode()
+    labels = json.loads(re.sub(r"(\w+):", r'"\1":', re.search(r"const LABELS = (\{.*?\});", text, re.S).group(1)
+                               .replace(",\n}", "\n}")))
+    assert set(labels) >= set(View.__dataclass_fields__)
+    assert labels["mix_seed"] == "seed 2"
+    for name, label in labels.items():
+        control = {"latent": "source"}.get(name, name)
+        shown = re.search(rf'<label for="{control}">(.*?)</label>', text)
+        if shown:
+            assert html_lib.unescape(shown.group(1)) == label, name
+    assert re.search(r"button:disabled[^{]*\{[^}]*opacity", text)
+
+
+# ------------------------------------------------------------------------------------------ the screenshot tool
+def test_screenshot_tool_never_overwrites_by_default(tmp_path):
+    """tools/explorer_screenshot.py used to write docs/explore/explorer.jpg (tracked) unless told otherwise."""
+    tool = Path(__file__).resolve().parents[1] / "tools" / "explorer_screenshot.py"
+    mine = tmp_path / "mine.jpg"
+    mine.write_bytes(b"the user's picture")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(tool), "--checkpoint", "unused", "--out", str(mine)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: {mine} already exists; not overwriting it (--overwrite to replace it)"]
+    assert mine.read_bytes() == b"the user's picture"
+    proc = subprocess.run([sys.executable, str(tool), "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "--overwrite" in proc.stdout
+    default = re.search(r"--out\b.*?\[default: (\S+?)\]", proc.stdout, re.S).group(1)
+    assert not default.startswith("docs") and Path(default).parent == Path(".")
+
+
+# ------------------------------------------------------------------------------------------ any model size
+def _untrained_sampler(size: int) -> Sampler:
+    """A Sampler of an untrained, very narrow StyleGAN2 at `size` px (no checkpoint: explore only needs G)."""
+    from stylegan_anime.training.config import TrainConfig
+    from stylegan_anime.training.trainer import build_recipe
+
+    cfg = TrainConfig(data="demo", size=size, model="stylegan2",
+                      model_cfg=dict(channel_base=2 * size, channel_max=4, z_dim=8, w_dim=8, num_fp16_res=0))
+    s = Sampler.__new__(Sampler)
+    s.device, s.config, s.kimg = torch.device("cpu"), cfg, 0.0
+    s.recipe = build_recipe(cfg, s.device)
+    s.G = s.recipe.nets["G"].eval().requires_grad_(False)
+    return s
+
+
+@pytest.mark.parametrize("size", [32, 512])
+def test_explore_works_at_any_size(size, tmp_path):
+    """Nothing assumes 64 or 128 px: info, images, mixing and saves at 32 and 512 px (1024 is the same code, slower).
+    A 32 px model has no fine (>= 64 px) style layers: mixing them is an error naming the setting, not a no-op."""
+    srv = make_server(Explorer(_untrained_sampler(size)), "127.0.0.1", 0, tmp_path / "saves")
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        status, info = _request(srv, "GET", "/api/info")
+        assert status == 200 and info["resolution"] == size
+        status, png = _request(srv, "GET", "/api/image?seed=1&mix=coarse&mix_seed=2")
+        assert status == 200 and _pixels(png).shape == (size, size, 3)
+        status, reply = _request(srv, "GET", "/api/image?seed=1&mix=fine&mix_seed=2")
+        if size == 32:
+            assert status == 400 and reply["field"] == "mix" and "32 px model has no fine style layers" in reply["error"]
+        else:
+            assert status == 200 and _pixels(reply).shape == (size, size, 3)
+        status, saved = _request(srv, "POST", "/api/save", b'{"seed": 1, "mix": "middle"}', _page_headers(srv))
+        assert status == 200 and Image.open(saved["png"]).size == (size, size)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_listening_on_ipv6_loopback(explorer, tmp_path):
+    """--host ::1 (an IPv6-only desktop): served at http://[::1]:PORT/, Host [::1]:PORT answered."""
+    import http.client
+
+    try:
+        srv = make_server(explorer, "::1", 0, tmp_path)
+    except OSError as e:
+        if "Address family" in str(e) or "assign requested address" in str(e):
+            pytest.skip(f"no IPv6 loopback here: {e}")
+        raise
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        assert srv.url == f"http://[::1]:{port}/"
+        conn = http.client.HTTPConnection("::1", port, timeout=30)
+        conn.request("GET", "/api/info")  # Host: [::1]:PORT
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["checkpoint"] == "tiny"
+        conn.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()

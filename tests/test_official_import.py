@@ -433,7 +433,7 @@ def test_convert_refuses_unsupported_settings(tmp_path, fake):
         oi.convert(official, TinyG, TinyD)
 
 
-def _our_official_pickle(tmp_path, fake, c_dim=0, name="network-snapshot-000120.pkl"):
+def _our_official_pickle(tmp_path, fake, c_dim=0, name="network-snapshot-000120.pkl", d_mapping=None):
     """A 64 px official-shaped pickle wrapping our own tiny networks (the layout stylegan2-ada writes)."""
     from stylegan_anime.stylegan2.discriminator import Discriminator
     from stylegan_anime.stylegan2.generator import Generator
@@ -441,7 +441,8 @@ def _our_official_pickle(tmp_path, fake, c_dim=0, name="network-snapshot-000120.
     E = fake.EasyDict
     synth = {"channel_base": 256, "channel_max": 16, "num_fp16_res": 0, "conv_clamp": None}
     D_kwargs = {"c_dim": c_dim, "img_resolution": 64, "img_channels": 3, "architecture": "resnet",
-                "block_kwargs": {}, "mapping_kwargs": {}, "epilogue_kwargs": {"mbstd_group_size": 4}, **synth}
+                "block_kwargs": {}, "mapping_kwargs": d_mapping or {}, "epilogue_kwargs": {"mbstd_group_size": 4},
+                **synth}
     torch.manual_seed(3)
     G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=64, img_channels=3,
                   mapping_kwargs={"num_layers": 2}, **synth).eval()
@@ -508,9 +509,10 @@ def test_import_generate_and_fine_tune_through_the_cli(tmp_path, fake, capsys, m
 
 
 def test_import_refuses_what_it_cannot_rebuild_in_one_line(tmp_path, fake, capsys):
-    pkl, _ = _our_official_pickle(tmp_path, fake, c_dim=2)
+    pkl, _ = _our_official_pickle(tmp_path, fake, c_dim=2, d_mapping={"lr_multiplier": 0.5})
     code, err = _cli(["import-checkpoint", str(pkl), str(tmp_path / "x.pt")], capsys)
-    assert code == 2 and err.strip().count("\n") == 0 and "conditional" in err
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "cannot reproduce: D.mapping_kwargs.lr_multiplier=0.5" in err  # our recipe's D mapping uses 0.01
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(f"cos\nsystem\n(S'touch {tmp_path / 'pwned'}'\ntR.".encode())
     code, err = _cli(["import-checkpoint", str(evil), str(tmp_path / "y.pt")], capsys)

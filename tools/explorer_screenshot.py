@@ -2,17 +2,24 @@
 that the image follows each move, and save a screenshot (docs/explore/explorer.jpg is made with this).
 
     pip install playwright          # the Python package only; it uses an installed Chromium
-    python tools/explorer_screenshot.py --checkpoint RUN --directions dirs.npz --out docs/explore/explorer.jpg
+    python tools/explorer_screenshot.py --checkpoint RUN --directions dirs.npz            # -> ./explorer.jpg
+    python tools/explorer_screenshot.py --checkpoint RUN --out docs/explore/explorer.jpg --overwrite
+
+The screenshot goes to a new file: an existing --out is an error (exit 2) unless --overwrite is given, and the
+default is explorer.jpg in the current folder, not the tracked picture in docs/.
 
 A browser check of the page's JavaScript, which the test suite (tests/test_explore.py: the HTTP API and the
 page's element ids) does not run. Exit 0 when every move changed the image, 1 when one did not, 2 for bad input.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import click
 import numpy as np
@@ -34,12 +41,17 @@ def _chromium(path: str | None) -> str | None:
 @click.option("--seed", type=int, default=3, show_default=True)
 @click.option("--direction", type=int, default=0, show_default=True, help="the direction slider to move")
 @click.option("--amount", type=float, default=2.0, show_default=True, help="where to move it")
-@click.option("--out", default="docs/explore/explorer.jpg", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="explorer.jpg", show_default=True, type=click.Path(dir_okay=False),
+              help="the screenshot (.jpg or .png); must not exist unless --overwrite")
+@click.option("--overwrite", is_flag=True, help="replace --out if it exists")
 @click.option("--browser", default=None, help="Chromium executable (default: chromium on PATH)")
 @click.option("--moves", type=int, default=20, show_default=True,
               help="then time this many slider moves, each until the new image is shown (0: skip)")
 @click.option("--device", default="cpu", show_default=True)
-def main(checkpoint, directions_file, seed, direction, amount, out, browser, device, moves):
+def main(checkpoint, directions_file, seed, direction, amount, out, overwrite, browser, device, moves):
+    if os.path.lexists(out) and not overwrite:
+        click.echo(f"error: {out} already exists; not overwriting it (--overwrite to replace it)", err=True)
+        sys.exit(2)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -47,6 +59,7 @@ def main(checkpoint, directions_file, seed, direction, amount, out, browser, dev
         sys.exit(2)
     from stylegan_anime.explore import Explorer, make_server
     from stylegan_anime.generate import Sampler
+    from stylegan_anime.output_files import OutputExists, free_name, new_output
     from stylegan_anime.tools import error_line
     from stylegan_anime.tools.directions import load_directions
 
@@ -55,7 +68,9 @@ def main(checkpoint, directions_file, seed, direction, amount, out, browser, dev
         dirs = load_directions(directions_file, sampler.G) if directions_file else None
         if dirs is not None:
             dirs.check_index(direction)
-        server = make_server(Explorer(sampler, dirs, checkpoint=checkpoint), "127.0.0.1", 0, outdir="explore")
+        saves = tempfile.mkdtemp(prefix="explorer-screenshot-")  # the page is not saved from; never ./explore
+        server = make_server(Explorer(sampler, dirs, checkpoint=checkpoint), "127.0.0.1", 0, outdir=saves,
+                             max_saves=0)
     except (ValueError, OSError) as e:
         click.echo(f"error: {error_line(e)}", err=True)
         sys.exit(2)
@@ -89,7 +104,16 @@ def main(checkpoint, directions_file, seed, direction, amount, out, browser, dev
         if dirs is not None:
             moved = image_after(lambda: set_range(f'#dirs input[data-index="{direction}"]', amount))
             changed[f"direction {direction} 0 -> {amount}"] = moved != psi
-        page.screenshot(path=out)
+        # a new file, linked into place; with --overwrite a new file beside it first, then moved over it
+        target = free_name(out) if overwrite else Path(out)
+        try:
+            with new_output(target, "--overwrite to replace it") as tmp:
+                page.screenshot(path=str(tmp), type="png" if Path(out).suffix.lower() == ".png" else "jpeg")
+        except OutputExists as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        if target != Path(out):
+            os.replace(target, out)
         latencies = []
         for k in range(moves):  # seeds seed+1, seed+2, ...: every move a new image, none from the cache
             t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`stylegan-anime prepare-data` and `import-checkpoint`: turn what you have (images, a stylegan2-ada-pytorch
+"""`stylegan-anime prepare-data` and `import-checkpoint`: turn what you have (images, an NVlabs StyleGAN2
 pickle) into what training and sampling read (a packed set, a checkpoint).
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ Examples:
 """)
 @click.argument("source")
 @click.argument("out")
-@click.option("--size", type=int, default=64, show_default=True, help="resolution: 64 or 128")
+@click.option("--size", type=int, default=64, show_default=True,
+              help="resolution: a power of two from 32 to 1024; smaller sources are upscaled (Lanczos) and counted")
 @click.option("--workers", type=int, default=None, help="decoding processes [default: up to 8]")
 @click.option("--labels", default=None, type=click.Path(dir_okay=False),
               help="CSV/JSON: file name -> tags like 'blonde hair blue eyes', stored in the pack")
@@ -64,24 +65,34 @@ def prepare_data(source, out, size, workers, labels, crop_faces, margin, min_fac
         click.echo(f"packed {len(ds)} face crops of {size}x{size} into {out}", err=True)
         return
     ds = prepare_dataset(source, out, size, workers=workers, labels=labels, progress=progress)
-    click.echo(f"packed {len(ds)} images of {size}x{size} into {out}", err=True)
+    upscaled = int(ds.meta.get("upscaled", 0))
+    note = f" ({upscaled} upscaled from smaller sources)" if upscaled else ""
+    click.echo(f"packed {len(ds)} images of {size}x{size} into {out}{note}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------------
 @cli.command("import-checkpoint", epilog="""
 \b
 Examples:
-  stylegan-anime import-checkpoint network-snapshot-025000.pkl anime.pt
+  stylegan-anime import-checkpoint network-snapshot-025000.pkl anime.pt     # stylegan2-ada-pytorch
+  stylegan-anime import-checkpoint anime-portraits-512-tf.pkl portraits.pt   # a TensorFlow-era pickle
+  stylegan-anime import-checkpoint cifar10.pkl cifar.pt                     # class-conditional (10 classes)
   stylegan-anime generate --checkpoint anime.pt --seeds 0-15 --grid grid.png
-  stylegan-anime train --resume anime.pt --data ~/faces --kimg 200 --gamma 1   # fine-tune (64/128 px models)
+  stylegan-anime generate --checkpoint cifar.pt --class 3 --seeds 0-15 --grid cats.png
+  stylegan-anime train --resume anime.pt --data ~/faces --kimg 200 --gamma 1   # fine-tune
 """)
 @click.argument("pkl", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
 def import_checkpoint_cmd(pkl, out):
-    """Import a stylegan2-ada-pytorch network pickle (G, D, G_ema) without running any code from it."""
-    from ..stylegan2.official_import import import_checkpoint
+    """Import an NVlabs StyleGAN2 network pickle (G, D, G_ema) without running any code from it.
+
+    Both formats: stylegan2-ada-pytorch snapshots (network-snapshot-*.pkl, and NVlabs' published PyTorch
+    models) and TensorFlow-era pickles of the stylegan2 / stylegan2-ada TensorFlow releases (read without
+    TensorFlow). Conditional networks become class-conditional models: generate --class K.
+    """
+    from ..stylegan2.import_pickle import import_pickle
 
     if not Path(pkl).is_file():
         raise ConfigError(f"pickle does not exist: {pkl}")
-    path = import_checkpoint(pkl, out)
-    click.echo(f"imported {pkl} -> {path}", err=True)
+    summary = import_pickle(pkl, out)
+    click.echo(summary.line(pkl), err=True)

@@ -6,7 +6,8 @@ No GPU, no OpenGL, no network and no extra package: the standard library's HTTP 
     view.py      View: seed, psi, style mixing (coarse / middle / fine from another seed), noise, tags,
                  a projected latent, amounts along saved directions; from and to a URL query
     explorer.py  Explorer: View -> ws -> PNG (serialised, cached), save, info
-    server.py    the HTTP routes (/, /api/info, /api/image, /api/save)
+    server.py    the HTTP routes (/, /api/info, /api/image, /api/save), safe with any web site open in the
+                 browser: Host and Origin / session-token checks, bounded bodies, quiet client disconnects
 """
 from __future__ import annotations
 

@@ -24,13 +24,18 @@ Pipeline:
     convert(official)            -> {'G_kwargs', 'D_kwargs', 'nets': {'G', 'D', 'G_ema'}, ...}
                                     (this project's constructor kwargs and state dicts, checked key by key)
     import_checkpoint(pkl, out)  -> writes a checkpoint that `training.checkpoint.load_checkpoint` reads
+                                    (import_pickle.py; TensorFlow-era pickles: tf_import.py)
 
 Our `Generator` / `Discriminator` take the same constructor arguments and use the same state-dict names
 and shapes as stylegan2-ada-pytorch's `training/networks.py`, so the mapping is 1:1, but it is still
 verified: every official tensor must exist in ours with the same shape, and every tensor of ours must be
 provided.
 
-Length (~540 lines): the restricted unpickler lists and rebuilds every class NVlabs' pickles name; the
+Conditional networks (c_dim > 0, e.g. the class-conditional CIFAR-10 models: a label embedding in G's mapping,
+D's label mapping and projection head) map the same way; `recipe.config_from_official` makes them class-conditional.
+TensorFlow-era pickles are read by tf_import.py; import_pickle.py tells the formats apart and writes the checkpoint.
+
+Length (~520 lines): the restricted unpickler lists and rebuilds every class NVlabs' pickles name; the
 allow-list and its stand-ins belong in one reviewable place.
 """
 from __future__ import annotations
@@ -40,7 +45,6 @@ import inspect
 import io
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -263,7 +267,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             if module.startswith("dnnlib.tflib"):
                 raise ImportCheckpointError(
                     f"refusing to load {self.source}: it is a TensorFlow-era StyleGAN pickle ({module}.{name}); "
-                    f"convert it with stylegan2-ada-pytorch's legacy.py first")
+                    f"read it with tf_import.read_tf_pickle (import-checkpoint does)")
             raise ImportCheckpointError(f"refusing to load {self.source}: it references {module}.{name}, "
                                         f"which is not a tensor or plain value")
         if isinstance(target, type) and target is not _NumpyDType:
@@ -485,33 +489,11 @@ def _load_checked(net: torch.nn.Module, official_sd: dict, key: str) -> None:
 
 
 def import_checkpoint(pkl_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Read + convert `pkl_path` and write a checkpoint of this project at `out_path`.
+    """Import `pkl_path` (a stylegan2-ada-pytorch or TensorFlow-era pickle) into a checkpoint at `out_path`;
+    see `import_pickle.import_pickle`, which also says what it found."""
+    from .import_pickle import import_pickle
 
-    The result holds G, D and G_ema and the `stylegan2` recipe config that rebuilds them, so `generate`
-    works from it and `train --resume OUT --data ...` fine-tunes it (a new run with fresh optimisers).
-    The snapshot's own kimg (from `network-snapshot-000400.pkl`) is kept as `imported['kimg']`; progress
-    starts at 0 for the fine-tuning run.
-    """
-    import dataclasses
-
-    from ..training.checkpoint import FORMAT, atomic_torch_save
-    from ..training.config import TrainConfig
-    from .recipe import config_from_official
-
-    pkl_path, out_path = Path(pkl_path), Path(out_path)
-    conv = convert(read_official_pickle(pkl_path))
-    try:
-        cfg, res = config_from_official(conv["G_kwargs"], conv["D_kwargs"])
-    except ValueError as e:
-        raise ImportCheckpointError(f"cannot import {pkl_path.name}: {e}") from None
-    m = re.search(r"(\d+)\.pkl$", pkl_path.name)
-    kimg = int(m.group(1)) if m and "snapshot" in pkl_path.name else None
-    config = TrainConfig(data="", size=res, model="stylegan2", model_cfg=dataclasses.asdict(cfg)).to_dict()
-    state = {"format": FORMAT, "config": config, "nets": conv["nets"],
-             "progress": {"nimg": 0, "iteration": 0, "skipped": 0},
-             "imported": {"from": str(pkl_path), "kimg": kimg,
-                          "training_set_kwargs": conv["training_set_kwargs"] or {}}}
-    return atomic_torch_save(state, out_path)
+    return import_pickle(pkl_path, out_path).path
 
 
 # ==========================================================================================================

@@ -11,12 +11,21 @@ A lazy penalty is multiplied by its interval, and each optimiser's learning rate
 for the steps it shares with its regulariser: mb_ratio = interval / (interval + 1), lr * mb_ratio,
 beta ** mb_ratio.
 
-Presets (`PRESETS`; a field left at None takes the preset's value, and every value is a flag):
-- `auto`: stylegan2-ada's auto config at 64/128 px: batch 32, mapping 2, channel_base 16384, channel_max 512,
-  gamma = 0.0002 res^2 / batch, ema_kimg = batch * 10 / 32, ramp-up 0.05, lr 0.0025, betas (0, 0.99),
-  path length 2, style mixing 0.9;
-- `paper`: the same with an 8-layer mapping network, gamma 10 and no EMA ramp-up;
-- `cpu`: chosen by a measured sweep for an hour of training on a 2-core CPU at 64 px (docs/quality.md).
+Presets (`PRESETS`; a field left at None takes the preset's value, and every value is a flag). The NVlabs
+ones carry stylegan2-ada-pytorch train.py's `cfg_specs` exactly (fmaps f -> channel_base f * 32768, channel_max
+512, Adam betas (0, 0.99), fp16 in the top 4 resolutions with conv clamp 256, path length 2, mixing 0.9):
+- `auto`: batch max(min(gpus * min(4096 // res, 32), 64), gpus), minibatch-std group min(batch / gpus, 4), fmaps 1
+  at >= 512 px else 0.5, lr 0.002 at >= 1024 px else 0.0025, gamma = 0.0002 res^2 / batch,
+  ema_kimg = batch * 10 / 32 with ramp-up 0.05, mapping 2;
+- `stylegan2` (config F): batch 32, mbstd 4, fmaps 1, lr 0.002, gamma 10, ema 10 kimg, mapping 8;
+- `paper256` / `paper512` / `paper1024`: the paper's settings at those sizes (batch 64/64/32, mbstd 8/8/4,
+  fmaps 0.5/1/1, lr 0.0025/0.0025/0.002, gamma 1/0.5/2, ema 20/20/10 kimg, mapping 8);
+- `cifar`: batch 64, mbstd 32, fmaps 1, lr 0.0025, gamma 0.01, ema 500 kimg with ramp-up 0.05, mapping 2, no
+  path length, no style mixing, discriminator architecture 'orig';
+- `paper` (this project's older name): auto's widths with an 8-layer mapping, gamma 10 and no EMA ramp-up;
+- `cpu`: chosen by a measured sweep for an hour of training on a 2-core CPU at 64 px (docs/quality.md): batch
+  16, channel_max 64, channel_base 16 * res (16 channels at the output resolution at every size), no path
+  length, no style mixing.
 """
 from __future__ import annotations
 
@@ -32,7 +41,8 @@ from ..training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 from .discriminator import Discriminator
 from .generator import Generator
 
-PRESETS = ("auto", "paper", "cpu")
+PRESETS = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "paper", "cpu")
+D_ARCHITECTURES = ("resnet", "orig", "skip")
 
 
 def _f(default, help, **meta):
@@ -66,30 +76,66 @@ class StyleGAN2Config(RecipeConfig):
     pl_batch_shrink: int = _f(2, "path-length batch = batch-gpu / N", min=1)
     style_mixing: float | None = _f(None, "probability of style mixing per batch [preset auto/paper: 0.9]",
                                      min=0, max=1)
-    mbstd_group: int = _f(4, "minibatch-stddev group size", min=1)
+    mbstd_group: int | None = _f(None, "minibatch-stddev group size [preset auto: min(batch / gpus, 4)]", min=1)
+    d_architecture: str | None = _f(None, "discriminator architecture [preset cifar: orig, others: resnet]",
+                                    choices=D_ARCHITECTURES)
+    freezed: int = _f(0, "Freeze-D (NVlabs' --freezed): keep the first N discriminator layers fixed, counted from "
+                         "the image (top block: fromrgb, conv0, conv1, skip; then 3 per block)", min=0)
     grid_psi: float = _f(0.7, "truncation of the extra Samples/ema_psi grid", min=0, max=1)
     cond: bool = _f(False, "condition on the data's tags (hair/eye): one-hot embedding into the mapping network "
                            "and a projection discriminator")
+    num_classes: int = _f(0, "class-conditional with N classes: c = one-hot(class index), embedded by the mapping "
+                             "network and projected on by D (imported CIFAR-10 models: 10; 0: off)", min=0)
+    d_map_layers: int = _f(8, "layers of D's label mapping when conditional (stylegan2-ada-pytorch: 8; its "
+                              "TensorFlow release: 0)", min=0)
     noise: bool = _f(True, "per-pixel noise inputs in the synthesis layers (StyleGAN3 has none; a narrow G trained "
                            "briefly can lean on them: docs/quality.md)")
 
 
-# What each preset gives the fields left at None. gamma and ema_kimg may be functions of (resolution, batch).
-_AUTO = dict(batch=32, map_layers=2, channel_base=16384, channel_max=512, lr=0.0025, pl_weight=2.0, style_mixing=0.9,
-             gamma=lambda res, batch: 0.0002 * res ** 2 / batch, ema_kimg=lambda res, batch: batch * 10 / 32,
-             ema_rampup=0.05)
+# What each preset gives the fields left at None. A callable value is called as f(res, batch, gpus) (batch: the
+# resolved global batch; for `batch` itself None).
+def _auto_batch(res, batch, gpus):
+    return max(min(gpus * min(4096 // res, 32), 64), gpus)
+
+
+def _spec(batch, mbstd, fmaps, lr, gamma, ema, ramp, map_layers, **extra):
+    """One row of stylegan2-ada-pytorch train.py's cfg_specs in this recipe's field names."""
+    return dict(batch=batch, mbstd_group=mbstd, channel_base=fmaps if callable(fmaps) else int(fmaps * 32768),
+                channel_max=512, lr=lr, gamma=gamma, ema_kimg=ema, ema_rampup=0.0 if ramp is None else ramp,
+                map_layers=map_layers, pl_weight=2.0, style_mixing=0.9, d_architecture="resnet", **extra)
+
+
+_AUTO = _spec(batch=_auto_batch, mbstd=lambda res, batch, gpus: min(batch // gpus, 4),
+              fmaps=lambda res, batch, gpus: 32768 if res >= 512 else 16384,
+              lr=lambda res, batch, gpus: 0.002 if res >= 1024 else 0.0025,
+              gamma=lambda res, batch, gpus: 0.0002 * res ** 2 / batch,
+              ema=lambda res, batch, gpus: batch * 10 / 32, ramp=0.05, map_layers=2)
 PRESET_VALUES = {
     "auto": _AUTO,
-    "paper": {**_AUTO, "map_layers": 8, "gamma": 10.0, "ema_rampup": 0.0},
-    "cpu": {**_AUTO, "batch": 16, "channel_base": 1024, "channel_max": 64, "pl_weight": 0.0, "style_mixing": 0.0},
+    "stylegan2": _spec(batch=32, mbstd=4, fmaps=1, lr=0.002, gamma=10.0, ema=10.0, ramp=None, map_layers=8),
+    "paper256": _spec(batch=64, mbstd=8, fmaps=0.5, lr=0.0025, gamma=1.0, ema=20.0, ramp=None, map_layers=8),
+    "paper512": _spec(batch=64, mbstd=8, fmaps=1, lr=0.0025, gamma=0.5, ema=20.0, ramp=None, map_layers=8),
+    "paper1024": _spec(batch=32, mbstd=4, fmaps=1, lr=0.002, gamma=2.0, ema=10.0, ramp=None, map_layers=8),
+    "cifar": {**_spec(batch=64, mbstd=32, fmaps=1, lr=0.0025, gamma=0.01, ema=500.0, ramp=0.05, map_layers=2),
+              "pl_weight": 0.0, "style_mixing": 0.0, "d_architecture": "orig"},
+    "paper": {**_AUTO, "batch": 32, "channel_base": 16384, "lr": 0.0025, "mbstd_group": 4, "map_layers": 8,
+              "gamma": 10.0, "ema_rampup": 0.0},
+    "cpu": {**_AUTO, "batch": 16, "channel_base": lambda res, batch, gpus: 16 * res, "channel_max": 64,
+            "lr": 0.0025, "mbstd_group": 4, "pl_weight": 0.0, "style_mixing": 0.0},
 }
+# The size each NVlabs preset was made for (others: any size).
+PRESET_SIZES = {"paper256": 256, "paper512": 512, "paper1024": 1024, "cifar": 32}
 
 
-def resolve(cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
-    """Fill every None with the preset's value for this resolution."""
+def resolve(cfg: StyleGAN2Config, resolution: int, gpus: int = 1) -> StyleGAN2Config:
+    """Fill every None with the preset's value for this resolution and number of processes."""
     values = PRESET_VALUES[cfg.preset]
-    batch = cfg.batch if cfg.batch is not None else values["batch"]  # gamma and ema_kimg depend on it
-    filled = {k: v(resolution, batch) if callable(v) else v for k, v in values.items() if getattr(cfg, k) is None}
+    batch = cfg.batch
+    if batch is None:  # gamma, ema_kimg and mbstd_group depend on it
+        batch = values["batch"](resolution, None, gpus) if callable(values["batch"]) else values["batch"]
+    filled = {k: v(resolution, batch, gpus) if callable(v) else v for k, v in values.items()
+              if getattr(cfg, k) is None}
+    filled["batch"] = batch
     return dataclasses.replace(cfg, **filled)
 
 
@@ -101,31 +147,42 @@ def network_kwargs(cfg: StyleGAN2Config, resolution: int, c_dim: int = 0) -> tup
              mapping_kwargs=dict(num_layers=cfg.map_layers), fp16_dtype=cfg.fp16_dtype, **common)
     if not cfg.noise:
         G["use_noise"] = False
-    D = dict(c_dim=c_dim, img_resolution=resolution, img_channels=3,
+    D = dict(c_dim=c_dim, img_resolution=resolution, img_channels=3, architecture=cfg.d_architecture,
              epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group), **common)
+    if cfg.freezed:
+        D["block_kwargs"] = dict(freeze_layers=cfg.freezed)
+    if c_dim and cfg.d_map_layers != 8:  # 8: the MappingNetwork default
+        D["mapping_kwargs"] = dict(num_layers=cfg.d_map_layers)
     return G, D
 
 
 def config_from_official(G_kwargs: dict, D_kwargs: dict) -> tuple[StyleGAN2Config, int]:
     """The config (and resolution) that rebuilds an official stylegan2-ada-pytorch G/D; ValueError naming
-    every setting this recipe cannot reproduce."""
+    every setting this recipe cannot reproduce. A conditional pair (c_dim > 0: the class-conditional CIFAR-10
+    models) becomes `num_classes` = c_dim (c = one-hot class index)."""
     res = int(G_kwargs["img_resolution"])
-    if G_kwargs.get("c_dim", 0) or D_kwargs.get("c_dim", 0):
-        raise ValueError(f"conditional StyleGAN2 networks (c_dim={G_kwargs.get('c_dim')}) are not supported yet")
+    c_dim = int(G_kwargs.get("c_dim", 0) or 0)
+    if int(D_kwargs.get("c_dim", 0) or 0) != c_dim:
+        raise ValueError(f"G has c_dim={c_dim} but D has c_dim={D_kwargs.get('c_dim')}")
     cfg = StyleGAN2Config(
         z_dim=G_kwargs["z_dim"], w_dim=G_kwargs["w_dim"],
         map_layers=(G_kwargs.get("mapping_kwargs") or {}).get("num_layers", 8),
         channel_base=G_kwargs.get("channel_base", 32768), channel_max=G_kwargs.get("channel_max", 512),
         num_fp16_res=G_kwargs.get("num_fp16_res", 0), conv_clamp=float(G_kwargs.get("conv_clamp") or 0),
-        mbstd_group=(D_kwargs.get("epilogue_kwargs") or {}).get("mbstd_group_size", 4))
-    ours_G, ours_D = network_kwargs(resolve(cfg, res), res)
-    tolerated = {"architecture": ("skip", "resnet"), "img_channels": (3,)}
+        mbstd_group=(D_kwargs.get("epilogue_kwargs") or {}).get("mbstd_group_size", 4),
+        d_architecture=D_kwargs.get("architecture", "resnet"), num_classes=c_dim,
+        d_map_layers=(D_kwargs.get("mapping_kwargs") or {}).get("num_layers", 8),
+        freezed=int((D_kwargs.get("block_kwargs") or {}).get("freeze_layers", 0) or 0))
+    ours_G, ours_D = network_kwargs(resolve(cfg, res), res, c_dim)
+    # Left out of ours when they equal our constructors' defaults; fp16_channels_last is a memory layout only.
+    tolerated = {"G": {"architecture": ("skip",), "img_channels": (3,)}, "D": {"img_channels": (3,)}}
     bad = []
     for net, theirs, ours in (("G", G_kwargs, ours_G), ("D", D_kwargs, ours_D)):
         for key, value in _flatten(theirs).items():
             mine = _flatten(ours).get(key, _MISSING)
             if mine is _MISSING:
-                if value in (None, {}) or value in tolerated.get(key.split(".")[-1], ()):
+                last = key.split(".")[-1]
+                if value in (None, {}) or last == "fp16_channels_last" or value in tolerated[net].get(last, ()):
                     continue
             elif mine == value:
                 continue
@@ -136,6 +193,32 @@ def config_from_official(G_kwargs: dict, D_kwargs: dict) -> tuple[StyleGAN2Confi
 
 
 _MISSING = object()
+
+
+def class_names(num_classes: int) -> dict[str, list[str]]:
+    """The label vocabulary of a class-conditional model: one column 'class' with the indices as names."""
+    return {"class": [str(i) for i in range(num_classes)]}
+
+
+def check_class_names(label_names: dict, num_classes: int) -> None:
+    """A class-conditional model reads one label column of exactly `num_classes` values; ValueError otherwise."""
+    columns = list(label_names)
+    if len(columns) != 1 or len(label_names[columns[0]]) != num_classes:
+        shape = ", ".join(f"{k} ({len(v)} values)" for k, v in label_names.items())
+        raise ValueError(f"this StyleGAN2 is class-conditional ({num_classes} classes) and needs one class label "
+                         f"per image; the labels have column(s) {shape}")
+
+
+def class_onehot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices [n] or [n, 1] (int; -1 = no class) -> c [n, num_classes] float32 one-hot (all zeros for -1)."""
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.dim() != 1 or labels.is_floating_point():
+        raise ValueError(f"class labels must be integer indices [n] or [n, 1], got {labels.dtype} "
+                         f"{list(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < -1 or int(labels.max()) >= num_classes):
+        raise ValueError(f"class index out of range 0..{num_classes - 1}: {labels.tolist()}")
+    return F.one_hot(labels.long().clamp(min=0), num_classes).float() * (labels >= 0).float()[:, None]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -153,15 +236,16 @@ class StyleGAN2(Recipe):
     Config = StyleGAN2Config
     description = "StyleGAN2 (config-f style): mapping, modulated conv, noise, mixing, lazy R1 + path length"
     # Fields that shape the weights: fixed when fine-tuning an imported network.
-    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group", "cond", "noise")
+    arch_fields = ("z_dim", "w_dim", "map_layers", "channel_base", "channel_max", "mbstd_group", "cond", "noise",
+                   "d_architecture", "num_classes", "d_map_layers")
 
     @classmethod
     def needs_labels(cls, cfg: StyleGAN2Config) -> bool:
-        return bool(cfg.cond)
+        return bool(cfg.cond) or cfg.num_classes > 0
 
     @classmethod
-    def resolve_config(cls, cfg: StyleGAN2Config, resolution: int) -> StyleGAN2Config:
-        return resolve(cfg, resolution)
+    def resolve_config(cls, cfg: StyleGAN2Config, resolution: int, gpus: int = 1) -> StyleGAN2Config:
+        return resolve(cfg, resolution, gpus)
 
     @classmethod
     def check(cls, cfg: StyleGAN2Config, resolution: int) -> None:
@@ -189,7 +273,12 @@ class StyleGAN2(Recipe):
         if cfg.cond:  # tags -> one-hot condition c [N, 22]: mapping embeds it, D projects onto it
             from ..baselines.conditioning import LabelEncoder
             self.encoder = LabelEncoder("onehot", label_names).to(self.device)
-        G_kwargs, D_kwargs = network_kwargs(cfg, resolution, 0 if self.encoder is None else self.encoder.dim)
+        if cfg.num_classes and cfg.cond:
+            raise ValueError("--cond (tags) and --num-classes (class indices) are two kinds of condition; pick one")
+        if cfg.num_classes and label_names is not None:
+            check_class_names(label_names, cfg.num_classes)
+        c_dim = self.encoder.dim if self.encoder is not None else cfg.num_classes
+        G_kwargs, D_kwargs = network_kwargs(cfg, resolution, c_dim)
         G, D = Generator(**G_kwargs), Discriminator(**D_kwargs)
         self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
         self.opts = {
@@ -212,7 +301,13 @@ class StyleGAN2(Recipe):
 
     # ------------------------------------------------------------------ generator with style mixing
     def _c(self, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The condition [n, c_dim]: empty when unconditional, else the encoded labels (-1 = unknown)."""
+        """The condition [n, c_dim]: empty when unconditional, the encoded tags (-1 = unknown) with --cond, or
+        one-hot class indices with num_classes (labels [n] or [n, 1]; -1 = no class, c = 0)."""
+        if self.cfg.num_classes:
+            if labels is None:
+                raise ValueError(f"this StyleGAN2 is class-conditional ({self.cfg.num_classes} classes): give a "
+                                 f"class index (e.g. generate --class 3)")
+            return class_onehot(labels.to(self.device), self.cfg.num_classes)
         if self.encoder is None:
             return torch.zeros([n, 0], device=self.device)
         if labels is None:
