@@ -332,3 +332,23 @@ def test_pickle_written_by_nvlabs_code_gives_their_outputs(tmp_path, c_dim, arch
         with torch.no_grad():
             other = D(expected["img"], class_onehot((labels + 1) % C, C))
         assert (other - expected["logits"]).abs().max() > 1e-3
+
+
+def test_explorer_offers_a_class_box_for_class_conditional_models(tmp_path, fake, capsys, monkeypatch):
+    """/api/info says how many classes there are (the page shows a class box instead of tags), and the class
+    chosen in the view changes the image."""
+    from stylegan_anime.explore.explorer import Explorer
+    from stylegan_anime.explore.view import View
+    from stylegan_anime.generate import Sampler
+
+    monkeypatch.setenv("STYLEGAN_ANIME_CACHE", str(tmp_path / "cache"))
+    pkl, _, _ = handmade_pickle(tmp_path, fake)
+    out = tmp_path / "cifar.pt"
+    assert _cli(["import-checkpoint", str(pkl), str(out)], capsys)[0] == 0
+    ex = Explorer(Sampler(out, device="cpu"), checkpoint=str(out))
+    assert ex.info()["classes"] == C
+    a = ex.image(View.from_query({"seed": "1", "class": "3"}))
+    b = ex.image(View.from_query({"seed": "1", "class": "7"}))
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 10
+    page = (Path(__file__).resolve().parents[1] / "stylegan_anime/explore/static/index.html").read_text()
+    assert 'id="class_row"' in page and "info.classes" in page

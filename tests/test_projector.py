@@ -2,6 +2,8 @@
 discriminator / pixel / stand-in LPIPS distances), and the command's files and one-line errors."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,8 @@ from conftest import run_cli
 from stylegan_anime.generate import Sampler
 from stylegan_anime.tools.latents import load_latent, render, seed_ws, w_avg_ws
 from stylegan_anime.tools.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, _noise_penalty,
-                                            learning_rate, load_discriminator, load_target, project, psnr)
+                                            learning_rate, load_discriminator, load_target, project,
+                                            projection_compare, psnr)
 
 STEPS = 40
 
@@ -152,29 +155,93 @@ def test_settings_are_checked():
 
 
 # ------------------------------------------------------------------------------------------ the command
+def md5(path) -> str:
+    import hashlib
+
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
 def test_project_command_writes_latent_images_and_video(tiny_runs, target, tmp_path, capsys):
     s = Sampler(tiny_runs["sg2"], device="cpu")
     R = s.G.img_resolution
     Image.fromarray(target[0]).save(tmp_path / "me.png")
     code, _, err = run_cli(["project", "--checkpoint", str(tiny_runs["sg2"]), "--target", str(tmp_path / "me.png"),
-                            "--outdir", str(tmp_path / "proj"), "--steps", "10", "--no-progress",
+                            "--outdir", str(tmp_path / "proj"), "--steps", "10", "--no-progress", "--face-px", "96",
                             "--device", "cpu"], capsys)
     assert code == 0, err
     assert "PSNR" in err
     out = tmp_path / "proj"
-    ws = load_latent(out / "me.npz", s.G)
-    found = np.asarray(Image.open(out / "me.png"))
-    assert np.array_equal(found, render(s, ws, "const")[0])
-    assert np.array_equal(np.asarray(Image.open(out / "me-compare.png")), np.concatenate([target[0], found], 1))
-    with np.load(out / "me.npz") as f:
-        assert float(f["psnr"]) == pytest.approx(psnr(found, target[0]), abs=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ["me-compare.png", "me-projected.mp4", "me-projected.npz",
+                                                      "me-projected.png"]
+    ws = load_latent(out / "me-projected.npz", s.G)
+    found = np.asarray(Image.open(out / "me-projected.png"))
+    assert np.array_equal(found, render(s, ws, "const")[0])                             # native size, exact
+    with np.load(out / "me-projected.npz") as f:
+        quality = float(f["psnr"])
+        assert quality == pytest.approx(psnr(found, target[0]), abs=1e-6)
         assert any(k.startswith("noise/") for k in f.files)
+    compare = np.asarray(Image.open(out / "me-compare.png"))                            # labelled, 96 px faces
+    expected = projection_compare(target[0], found, quality, f"me.png: w, 10 steps, d distance", face_px=96)
+    assert np.array_equal(compare, expected.image)
+    assert compare.shape[0] > 96 and compare.shape[1] == 2 * 96 and expected.top > 0
     import imageio_ffmpeg
 
-    assert (out / "me.mp4").read_bytes()[4:8] == b"ftyp"
-    frames = imageio_ffmpeg.read_frames(str(out / "me.mp4"))
-    assert tuple(next(frames)["size"]) == (2 * R, R) and sum(1 for _ in frames) == 10   # target | step, every step
-    assert Image.open(out / "me-compare.png").size == (2 * R, R)
+    assert (out / "me-projected.mp4").read_bytes()[4:8] == b"ftyp"
+    frames = imageio_ffmpeg.read_frames(str(out / "me-projected.mp4"))
+    assert tuple(next(frames)["size"]) == (2 * 96, 96) and sum(1 for _ in frames) == 10   # target | step, upscaled
+
+
+def test_projection_compare_is_labelled(target):
+    """target | projection at face_px with 'target' / 'projection' over the columns and the PSNR in the title."""
+    u8 = target[0]
+    grid = projection_compare(u8, u8[::-1].copy(), 12.5, "caption", face_px=80)
+    img = grid.image
+    assert img.shape == (grid.top + 80, 2 * 80, 3) and grid.left == 0 and grid.top >= 20
+    band = img[:grid.top]
+    assert (band < 128).any() and (band == 255).mean() > 0.5                            # dark text on white
+    for c, text in enumerate(["target", "projection"]):                                 # each column has its word
+        assert (img[grid.top - 12:grid.top, c * 80:(c + 1) * 80] < 128).any(), text
+    bare = projection_compare(u8, u8, 12.5, face_px=80)
+    assert np.array_equal(bare.cell(0, 0), np.asarray(Image.fromarray(u8).resize((80, 80), Image.LANCZOS)))
+
+
+def _project_argv(tiny_runs, target_path, outdir, *extra):
+    return ["project", "--checkpoint", str(tiny_runs["sg2"]), "--target", str(target_path), "--outdir", str(outdir),
+            "--steps", "2", "--no-progress", "--no-video", "--face-px", "32", "--device", "cpu", *extra]
+
+
+def test_project_into_the_targets_folder_keeps_the_target(tiny_runs, target, tmp_path, capsys):
+    """The data-loss bug: `project --target me.png --outdir .` wrote the projection as me.png."""
+    Image.fromarray(target[0]).save(tmp_path / "me.png")
+    before = md5(tmp_path / "me.png")
+    code, _, err = run_cli(_project_argv(tiny_runs, tmp_path / "me.png", tmp_path), capsys)
+    assert code == 0, err
+    assert md5(tmp_path / "me.png") == before
+    assert {"me-projected.png", "me-projected.npz", "me-compare.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_project_refuses_to_overwrite_an_output(tiny_runs, target, tmp_path, capsys):
+    Image.fromarray(target[0]).save(tmp_path / "me.png")
+    out = tmp_path / "proj"
+    out.mkdir()
+    (out / "me-compare.png").write_bytes(b"my own compare")
+    code, _, err = run_cli(_project_argv(tiny_runs, tmp_path / "me.png", out), capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "me-compare.png already exists" in err
+    assert (out / "me-compare.png").read_bytes() == b"my own compare"
+    assert sorted(p.name for p in out.iterdir()) == ["me-compare.png"]                  # refused before any work
+
+
+def test_project_does_not_follow_a_planted_symlink(tiny_runs, target, tmp_path, capsys):
+    Image.fromarray(target[0]).save(tmp_path / "me.png")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "proj"
+    out.mkdir()
+    (out / "me-projected.png").symlink_to(victim)
+    code, _, err = run_cli(_project_argv(tiny_runs, tmp_path / "me.png", out), capsys)
+    assert code == 2 and "me-projected.png already exists" in err and err.count("\n") == 1, err
+    assert victim.read_text() == "precious" and (out / "me-projected.png").is_symlink()
 
 
 @pytest.mark.parametrize("args, match", [
@@ -184,6 +251,12 @@ def test_project_command_writes_latent_images_and_video(tiny_runs, target, tmp_p
     (["--target", "missing.png"], "target image does not exist"),
     (["--target", "NOTES"], "not a readable image"),
     (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "1000000000"], "--steps must be at most"),
+    (["--lr", "nan"], "--lr must be positive"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--lr", "1e30"], "--lr must be in (0, 10]"),
+    (["--pixel-weight", "nan"], "--pixel-weight must be a finite number"),
+    (["--face-px", "0"], "--face-px must be between"),
     (["--checkpoint", "nothing-here.pt"], "checkpoint does not exist"),
 ])
 def test_project_errors_are_one_line(tiny_runs, tmp_path, capsys, args, match):

@@ -22,6 +22,7 @@ from PIL import Image
 
 from stylegan_anime.generate import Sampler
 from stylegan_anime.imageio_utils import to_uint8
+from stylegan_anime.output_files import OutputExists
 from stylegan_anime.tools import (compare_runs, format_table, has_w_space, latent_path, load_run, plot_runs,
                                   render_video, run_click, style_mixing_figure, truncation_figure, video_frames,
                                   write_submission)
@@ -150,19 +151,20 @@ def test_z_slerp_and_w_lerp_paths(dcgan, sg2):
 
 # ----------------------------------------------------------------------------------------------------- videos
 def test_mp4_has_requested_frames_and_size(dcgan, tmp_path):
-    out = render_video(dcgan, tmp_path / "v.mp4", [0, 1, 2], mode="z-slerp", fps=10, seconds=0.7, progress=False)
+    out = render_video(dcgan, tmp_path / "v.mp4", [0, 1, 2], mode="z-slerp", fps=10, seconds=0.7, progress=False,
+                       face_px=96)
     meta, frames = read_mp4(out)
     assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
-    assert meta["size"] == (RES, RES) and meta["fps"] == 10
+    assert meta["size"] == (96, 96) and meta["fps"] == 10  # each face upscaled to face_px
     assert len(frames) == 7
-    assert not list(tmp_path.glob(".*partial*"))  # the temporary file was renamed
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]  # the temporary file is gone
 
 
 def test_gif_grid_has_requested_frames_and_size(sg2, tmp_path):
     out = render_video(sg2, tmp_path / "v.gif", [0, 1, 2], mode="loop", fps=10, seconds=0.5, grid=(2, 3),
-                       progress=False)
+                       progress=False, face_px=RES)
     with Image.open(out) as im:
-        assert im.size == (3 * RES, 2 * RES)  # (width, height) = cols*W x rows*H
+        assert im.size == (3 * RES, 2 * RES)  # (width, height) = cols*W x rows*H at face_px = the native size
         assert im.n_frames == 5
         assert im.info.get("loop") == 0
 
@@ -170,7 +172,51 @@ def test_gif_grid_has_requested_frames_and_size(sg2, tmp_path):
 def test_mp4_grid_size(dcgan, tmp_path):
     out = render_video(dcgan, tmp_path / "g.mp4", [0, 1], fps=5, seconds=0.6, grid="2x3", progress=False)
     meta, frames = read_mp4(out)
-    assert meta["size"] == (3 * RES, 2 * RES) and len(frames) == 3
+    assert meta["size"] == (3 * 256, 2 * 256) and len(frames) == 3  # default: 256 px per face, not a 64 px stamp
+
+
+def test_video_never_overwrites(dcgan, tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"my holiday video")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "link.gif").symlink_to(victim)
+    for name in ("v.mp4", "link.gif"):
+        with pytest.raises(OutputExists, match="already exists"):
+            render_video(dcgan, tmp_path / name, [0, 1], fps=5, seconds=0.4, progress=False, face_px=32)
+    assert (tmp_path / "v.mp4").read_bytes() == b"my holiday video" and victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gif", "v.mp4", "victim.txt"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--fps", "inf"], "fps must be a finite number"),
+    (["--fps", "1e30"], "fps must be in (0, 240]"),
+    (["--seconds", "nan"], "seconds must be positive"),
+    (["--psi", "nan"], "--psi must be a finite number"),
+    (["--psi", "-7"], "--psi must be in [-2, 2]"),
+    (["--face-px", "3"], "--face-px must be between"),
+    (["--output", "TAKEN"], "already exists"),
+])
+def test_video_command_refuses_bad_numbers_and_taken_outputs(runs, tmp_path, capsys, argv, match):
+    from conftest import run_cli
+
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    argv = [str(tmp_path / "taken.mp4") if a == "TAKEN" else a for a in argv]
+    code, _, err = run_cli(["video", "--checkpoint", str(runs["stylegan2"]), "--seeds", "0,1", "--seconds", "0.2",
+                            "--output", str(tmp_path / "v.mp4"), "--device", "cpu", *argv], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and match in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.mp4"]
+    assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+
+
+def test_video_command_writes_the_requested_face_size(runs, tmp_path, capsys):
+    from conftest import run_cli
+
+    code, _, err = run_cli(["video", "--checkpoint", str(runs["stylegan2"]), "--seeds", "0,1", "--fps", "5",
+                            "--seconds", "0.4", "--grid", "1x2", "--face-px", "72", "--output", str(tmp_path / "v.mp4"),
+                            "--device", "cpu"], capsys)
+    assert code == 0, err
+    meta, frames = read_mp4(tmp_path / "v.mp4")
+    assert meta["size"] == (2 * 72, 72) and len(frames) == 2
 
 
 @pytest.mark.parametrize("model", ["dcgan", "stylegan2"])
@@ -234,12 +280,13 @@ def _cell(img: np.ndarray, r: int, c: int) -> np.ndarray:
 
 def test_style_mixing_figure(sg2, tmp_path):
     rows, cols = [1, 2], [3, 4, 5]
-    path = style_mixing_figure(sg2, tmp_path / "mix.png", rows, cols, styles="0-3")
-    with Image.open(path) as im:
-        assert im.size == ((1 + len(cols)) * RES, (1 + len(rows)) * RES)
+    path = style_mixing_figure(sg2, tmp_path / "mix.png", rows, cols, styles="0-3", face_px=80)
+    fig = np.asarray(Image.open(path))
+    top, left = _bands(fig, 1 + len(rows), 1 + len(cols), 80)  # labelled: title + seeds, 80 px faces
+    assert top > 0 and left > 0 and (fig[:top, left + 80:] < 128).any() and (fig[top + 80:, :left] < 128).any()
     every = style_mixing_image(sg2, rows, cols, styles="all")
     none = style_mixing_image(sg2, rows, cols, styles="none")
-    coarse = np.asarray(Image.open(path)).astype(int)
+    coarse = style_mixing_image(sg2, rows, cols, styles="0-3").astype(int)
     assert (_cell(every, 0, 0) == 255).all()  # blank corner
     for r in range(1, 1 + len(rows)):
         for c in range(1, 1 + len(cols)):
@@ -261,11 +308,23 @@ def test_parse_layers():
         parse_layers("coarse", 10)
 
 
+def _bands(fig: np.ndarray, rows: int, cols: int, px: int) -> tuple[int, int]:
+    """(top, left) label bands of a labelled figure of rows x cols faces at px."""
+    top, left = fig.shape[0] - rows * px, fig.shape[1] - cols * px
+    assert top >= 0 and left >= 0 and (fig[:top, :left] == 255).mean() > 0.5
+    return top, left
+
+
 def test_truncation_figure(sg2, tmp_path):
     seeds, psis = [0, 1, 2], (1.0, 0.7, 0.5, 0.0)
-    path = truncation_figure(sg2, tmp_path / "trunc.png", seeds, psis)
-    img = np.asarray(Image.open(path)).astype(int)
+    path = truncation_figure(sg2, tmp_path / "trunc.png", seeds, psis)  # default: 256 px faces
+    fig = np.asarray(Image.open(path))
+    top, left = _bands(fig, len(seeds), len(psis), 256)
+    assert top > 0 and left > 0 and (fig[:top] < 128).any() and (fig[top:, :left] < 128).any()
+    img = truncation_image(sg2, seeds, psis).astype(int)
     assert img.shape == (len(seeds) * RES, len(psis) * RES, 3)
+    up = np.asarray(Image.fromarray(img[:RES, :RES].astype(np.uint8)).resize((256, 256), Image.LANCZOS))
+    assert np.array_equal(fig[top:top + 256, left:left + 256], up)  # seed 0 at psi 1, upscaled
     for r in range(1, len(seeds)):
         assert np.array_equal(_cell(img, r, 3), _cell(img, 0, 3))  # psi 0: w_avg in every row
         assert diff(_cell(img, r, 0), _cell(img, 0, 0)) > 1  # psi 1: different seeds differ
@@ -439,7 +498,7 @@ def test_figures_and_compare_scripts_run(runs, tmp_path, capsys):
                                                 "--output", str(tmp_path / "m.png")], capsys)
     assert code == 0 and "wrote" in err
     with Image.open(tmp_path / "m.png") as im:
-        assert im.size == (4 * RES, 3 * RES)
+        assert im.size[0] > 4 * 256 and im.size[1] > 3 * 256  # 256 px faces and the label bands
     code, out, _ = _run_script("compare_runs", [str(runs["dcgan"]), str(runs["stylegan2"]), "--no-progress"], capsys)
     assert code == 0 and runs["dcgan"].name in out and runs["stylegan2"].name in out
 
@@ -451,8 +510,33 @@ def test_interpolate_script_end_to_end(runs, tmp_path, capsys):
                                                "--device", "cpu", "--output", str(out)], capsys)
     assert code == 0, err
     with Image.open(out) as im:
-        assert im.size == (2 * RES, RES) and im.n_frames == 4
+        assert im.size == (2 * 256, 256) and im.n_frames == 4  # default: 256 px per face
     assert "4/4" in err and "wrote" in err  # the progress bar, then the summary
+
+
+def test_scripts_never_overwrite_and_take_face_px(runs, tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(b"mine")
+    (tmp_path / "t.png").write_bytes(b"my figure")
+    for name, argv in [("interpolate", ["--checkpoint", str(runs["stylegan2"]), "--seeds", "0,1", "--seconds", "0.2",
+                                        "--output", str(tmp_path / "clip.mp4"), "--no-progress"]),
+                       ("make_figures", ["truncation", "--checkpoint", str(runs["stylegan2"]), "--seeds", "0",
+                                         "--output", str(tmp_path / "t.png")])]:
+        code, _, err = _run_script(name, argv, capsys)
+        assert code == 2 and "already exists" in err and err.count("\n") == 1, err
+    assert (tmp_path / "clip.mp4").read_bytes() == b"mine" and (tmp_path / "t.png").read_bytes() == b"my figure"
+    code, _, err = _run_script("make_figures", ["truncation", "--checkpoint", str(runs["stylegan2"]), "--seeds", "0-1",
+                                                "--psis", "1,0", "--face-px", "40", "--device", "cpu",
+                                                "--output", str(tmp_path / "t2.png")], capsys)
+    assert code == 0, err
+    fig = np.asarray(Image.open(tmp_path / "t2.png"))
+    top, left = _bands(fig, 2, 2, 40)
+    assert top > 0 and left > 0
+    code, _, err = _run_script("interpolate", ["--checkpoint", str(runs["stylegan2"]), "--seeds", "0,1", "--fps", "5",
+                                               "--seconds", "0.4", "--face-px", "48", "--device", "cpu",
+                                               "--output", str(tmp_path / "c.mp4"), "--no-progress"], capsys)
+    assert code == 0, err
+    meta, frames = read_mp4(tmp_path / "c.mp4")
+    assert meta["size"] == (48, 48) and len(frames) == 2
 
 
 def test_scripts_as_programs():

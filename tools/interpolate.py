@@ -19,6 +19,8 @@ Modes: loop (= auto): a closed spline through the seeds, in W for StyleGAN2 and 
   whose last frame flows into the first; z-slerp: spherical steps between consecutive seeds; w-lerp:
   linear steps in W (StyleGAN2); z-loop / w-loop: the loop in the named space.
 Grid cell k (row-major) uses the seeds + 1000*k; cell 0 uses the seeds as given.
+Every face is drawn --face-px wide (default 256, or the model's size if larger). An existing --output is
+never overwritten.
 """
 
 
@@ -36,9 +38,14 @@ Grid cell k (row-major) uses the seeds + 1000*k; cell 0 uses the seeds as given.
 @click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="progress bar")
-def main(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, ema, device, progress):
+@click.option("--face-px", type=int, default=None,
+              help="each face this many pixels wide [default: 256, or the model's size if larger]")
+def main(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, ema, device, progress, face_px):
     """Render an interpolation video between the given seeds."""
     from stylegan_anime.generate import Sampler, parse_seeds
+    from stylegan_anime.output_files import claim_paths
+    from stylegan_anime.tools.figure_labels import face_size
+    from stylegan_anime.tools.number_checks import check_psi
     from stylegan_anime.tools.video import frame_count, parse_grid, render_video
 
     seed_list = parse_seeds(seeds)
@@ -48,9 +55,12 @@ def main(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, ema, d
         raise click.UsageError(f"--output must end in .mp4 or .gif, got {output!r}")
     n = frame_count(fps, seconds)  # bad input fails here, before the checkpoint is loaded
     rows, cols = parse_grid(grid)
+    check_psi(psi)
+    face_size(face_px, 1)
+    claim_paths([output], "give another --output, or move that file away")
     sampler = Sampler(checkpoint, device=device, use_ema=ema)
     path = render_video(sampler, output, seed_list, mode=mode, fps=fps, seconds=seconds, grid=(rows, cols),
-                        psi=psi, batch=batch, progress=progress)
+                        psi=psi, batch=batch, progress=progress, face_px=face_px)
     click.echo(f"wrote {path} ({n} frames, {rows}x{cols} grid)", err=True)
 
 

@@ -28,11 +28,26 @@ def _sampler(checkpoint, ema, device):
 
 
 def _common(func):
+    func = click.option("--face-px", type=int, default=None,
+                        help="each face this many pixels wide [default: 256, or the model's size if larger]")(func)
     func = click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")(func)
     func = click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")(func)
     func = click.option("--batch", type=int, default=64, show_default=True, help="images per forward pass")(func)
-    func = click.option("--output", required=True, type=click.Path(dir_okay=False), help="picture to write (.png)")(func)
+    func = click.option("--output", required=True, type=click.Path(dir_okay=False),
+                        help="picture to write (.png, .jpg), labelled; never over an existing file")(func)
     return click.option("--checkpoint", required=True, help="a StyleGAN2 checkpoint file or run folder")(func)
+
+
+def _check_first(output, face_px, *psis):
+    """Before the checkpoint is read: a taken --output, a bad --face-px or psi (one-line errors)."""
+    from stylegan_anime.output_files import claim_paths
+    from stylegan_anime.tools.figure_labels import face_size
+    from stylegan_anime.tools.number_checks import check_psi
+
+    face_size(face_px, 1)
+    for psi in psis:
+        check_psi(psi)
+    claim_paths([output], "give another --output, or move that file away")
 
 
 @main.command("style-mixing", epilog="""
@@ -49,14 +64,15 @@ Example:
 @click.option("--cols", "col_seeds", required=True, help="seeds along the top row, e.g. 55,821,1789")
 @click.option("--styles", default="0-3", show_default=True, help="layers taken from the column seed: 0-3, 4,5, all, none")
 @click.option("--psi", type=float, default=1.0, show_default=True, help="truncation towards w_avg")
-def style_mixing(checkpoint, output, batch, ema, device, row_seeds, col_seeds, styles, psi):
+def style_mixing(checkpoint, output, batch, ema, device, face_px, row_seeds, col_seeds, styles, psi):
     """Style-mixing figure: rows x cols cells mixing the styles of two seeds."""
     from stylegan_anime.generate import parse_seeds
     from stylegan_anime.tools.figures import style_mixing_figure
 
     rows, cols = parse_seeds(row_seeds), parse_seeds(col_seeds)
+    _check_first(output, face_px, psi)
     path = style_mixing_figure(_sampler(checkpoint, ema, device), output, rows, cols, styles=styles, psi=psi,
-                               batch=batch)
+                               batch=batch, face_px=face_px)
     click.echo(f"wrote {path} ({len(rows)} x {len(cols)} mixes, styles {styles})", err=True)
 
 
@@ -68,7 +84,7 @@ Example:
 @_common
 @click.option("--seeds", required=True, help="one row per seed, e.g. 0-5")
 @click.option("--psis", default="1,0.7,0.5,0", show_default=True, help="one column per truncation psi")
-def truncation(checkpoint, output, batch, ema, device, seeds, psis):
+def truncation(checkpoint, output, batch, ema, device, face_px, seeds, psis):
     """Truncation figure: rows = seeds, columns = psi (psi 0 is the average face w_avg)."""
     from stylegan_anime.generate import parse_seeds
     from stylegan_anime.tools.figures import truncation_figure
@@ -78,7 +94,9 @@ def truncation(checkpoint, output, batch, ema, device, seeds, psis):
     except ValueError:
         raise click.UsageError(f"--psis: cannot read {psis!r}; use numbers like 1,0.7,0.5,0") from None
     seed_list = parse_seeds(seeds)
-    path = truncation_figure(_sampler(checkpoint, ema, device), output, seed_list, psis=psi_list, batch=batch)
+    _check_first(output, face_px, *psi_list)
+    path = truncation_figure(_sampler(checkpoint, ema, device), output, seed_list, psis=psi_list, batch=batch,
+                             face_px=face_px)
     click.echo(f"wrote {path} ({len(seed_list)} seeds x {len(psi_list)} psi values)", err=True)
 
 

@@ -6,13 +6,18 @@
     edit        seeds or a projected latent moved along a direction: a figure, an image + latent, or an mp4
 
 The work is in stylegan_anime.tools.projector / .directions / .latents; bad input is one line, exit 2.
+Every figure is labelled (tools.figure_labels) with faces at --face-px (default 256, or the model's size if
+larger), videos too. No output is ever written over an existing file: all of a command's output paths are
+claimed before any work (OutputExists, one line), and each is written through output_files.new_output.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
+from ..output_files import OutputExists, claim_paths, new_output
 from ..training.checkpoint import writing
 from .common import cli, user_errors
 
@@ -30,11 +35,50 @@ def _sampler(checkpoint: str, device: str):
     return sampler
 
 
+face_px_option = click.option("--face-px", type=int, default=None,
+                              help="draw every face this many pixels wide in figures and videos "
+                                   "[default: 256, or the model's size if larger]")
+CLAIM_HINT = "give another name, or move that file away"
+
+
 def _out_dir(path: str) -> Path:
     out = Path(path)
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _claim(paths) -> None:
+    """Before any work: OutputExists for an output path that is taken; ValueError for one given twice."""
+    paths = [Path(p) for p in paths]
+    seen = set()
+    for p in paths:
+        key = p.resolve() if p.parent.exists() else p.absolute()
+        if key in seen:
+            raise ValueError(f"{p} is named for two outputs; give each its own name")
+        seen.add(key)
+    claim_paths(paths, CLAIM_HINT)
+
+
+@contextlib.contextmanager
+def _guard(path):
+    """writing(path): an OSError in the block becomes a one-line WriteError, except OutputExists (itself an
+    OSError), which stays itself; nothing at path is ever removed."""
+    taken = []
+    with writing(path):
+        try:
+            yield
+        except OutputExists as e:
+            taken.append(e)
+    if taken:
+        raise taken[0]
+
+
+@contextlib.contextmanager
+def _written(path):
+    """_guard(path) around new_output(path): yields the temporary file beside path, linked into place after."""
+    with _guard(path), new_output(path, CLAIM_HINT) as tmp:
+        yield tmp
 
 
 # ------------------------------------------------------------------------------------------ project
@@ -45,12 +89,13 @@ Examples:
   stylegan-anime project --checkpoint RUN --target me.png --mode w+ --steps 1000      # closer, less editable
   stylegan-anime project --checkpoint RUN --target me.png --vgg ~/vgg16.pt            # LPIPS distance
   stylegan-anime project --checkpoint RUN --target me.png --noise --distance pixels  # NVlabs-style noise maps, MSE
-  stylegan-anime edit --checkpoint RUN --directions dirs.npz --latent proj/me.npz --direction 0 --output e.png
+  stylegan-anime edit --checkpoint RUN --directions dirs.npz --latent proj/me-projected.npz --direction 0 --output e.png
 """)
 @checkpoint_option
 @click.option("--target", required=True, help="the image to project (centre-cropped and resized to the model's size)")
 @click.option("--outdir", default="projected", show_default=True, type=click.Path(file_okay=False),
-              help="writes NAME.npz (latent), NAME.png, NAME-compare.png, NAME.mp4 (NAME = the target's file name)")
+              help="writes NAME-projected.npz (latent), NAME-projected.png, NAME-compare.png (labelled, with the "
+                   "PSNR), NAME-projected.mp4 (NAME = the target's file name); never over an existing file")
 @click.option("--mode", type=click.Choice(["w", "w+"]), default="w", show_default=True,
               help="w: one latent for every layer (editable); w+: one per layer (closer fit)")
 @click.option("--steps", type=int, default=500, show_default=True, help="optimisation steps (NVlabs: 1000)")
@@ -67,16 +112,17 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--video/--no-video", default=True, show_default=True, help="write the optimisation as an mp4")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@face_px_option
 @device_option
 def project(checkpoint, target, outdir, mode, steps, distance, vgg, pixel_weight, optimize_noise, lr, seed, video,
-            progress, device):
+            progress, face_px, device):
     """Find the latent of a target image in a StyleGAN2 checkpoint (stylegan2-ada-pytorch's projector)."""
-    import numpy as np
-
     from ..imageio_utils import save_image
+    from ..tools.figure_labels import face_size
     from ..tools.latents import save_latent
     from ..tools.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, load_discriminator,
-                                   load_target, project as run_projection, psnr)
+                                   load_target, project as run_projection, projection_compare, projection_frames,
+                                   projection_names, psnr)
 
     with user_errors():
         distance = distance or ("lpips" if vgg else "d")
@@ -88,31 +134,31 @@ def project(checkpoint, target, outdir, mode, steps, distance, vgg, pixel_weight
                                    pixel_weight=pixel_weight, seed=seed, frame_every=1 if video else 0).check()
         if not Path(target).is_file():
             raise ValueError(f"target image does not exist: {target}")
+        face_size(face_px, 1)
+        names = projection_names(target, outdir, video)   # never the target's own name
+        _claim(names.values())                            # before the checkpoint is even read
         sampler = _sampler(checkpoint, device)
         target_u8, target_t = load_target(target, sampler.G.img_resolution)
         dist = (LPIPSFeatures(vgg, sampler.device) if distance == "lpips"
                 else DiscriminatorFeatures(load_discriminator(sampler, checkpoint)) if distance == "d" else None)
-        out = _out_dir(outdir)
+        _out_dir(outdir)
         result = run_projection(sampler, target_t, settings, dist, progress=progress)
-        stem = Path(target).stem
         quality = psnr(result.image, target_u8)
         noise = {f"noise/{k}": v.numpy() for k, v in result.noise.items()}
-        with writing(out / f"{stem}.npz", remove_partial=True):
-            save_latent(out / f"{stem}.npz", result.ws, mode=mode, target=str(target), steps=steps,
-                        distance=distance, psnr=quality, loss=result.losses[-1], **noise)
-        with writing(out / f"{stem}.png", remove_partial=True):
-            save_image(result.image, out / f"{stem}.png")
-        with writing(out / f"{stem}-compare.png", remove_partial=True):
-            save_image(np.concatenate([target_u8, result.image], axis=1), out / f"{stem}-compare.png")
-        written = [f"{stem}.npz", f"{stem}.png", f"{stem}-compare.png"]
+        with _written(names["latent"]) as tmp:
+            save_latent(tmp, result.ws, mode=mode, target=str(target), steps=steps, distance=distance, psnr=quality,
+                        loss=result.losses[-1], **noise)
+        with _written(names["image"]) as tmp:
+            save_image(result.image, tmp)
+        caption = f"{Path(target).name}: {mode}, {steps} steps, {distance} distance"
+        with _written(names["compare"]) as tmp:
+            save_image(projection_compare(target_u8, result.image, quality, caption, face_px).image, tmp)
         if video:
             from ..tools.video import _write_mp4
-            frames = (np.concatenate([target_u8, f], axis=1) for f in result.frames)
-            with writing(out / f"{stem}.mp4", remove_partial=True):
-                _write_mp4(frames, out / f"{stem}.mp4", fps=30)
-            written.append(f"{stem}.mp4")
+            with _written(names["video"]) as tmp:
+                _write_mp4(projection_frames(target_u8, result.frames, face_px), tmp, fps=30)
     click.echo(f"projected {target} ({mode}, {steps} steps, {distance}): PSNR {quality:.2f} dB; wrote "
-               f"{', '.join(written)} in {out}", err=True)
+               f"{', '.join(p.name for p in names.values())} in {outdir}", err=True)
 
 
 # ------------------------------------------------------------------------------------------ directions
@@ -136,25 +182,38 @@ Examples:
 @click.option("--seeds", default="0-4", show_default=True, help="rows of the figures")
 @click.option("--steps", "steps_text", default="-3:3:7", show_default=True,
               help="columns of the figures, in standard deviations of w along the direction: start:stop:count or a list")
-@click.option("--psi", type=float, default=0.7, show_default=True, help="truncation of the figures' seeds")
+@click.option("--psi", type=float, default=0.7, show_default=True,
+              help="truncation of the figures' seeds, in [-2, 2] (1: none, 0: the average face)")
 @click.option("--video/--no-video", default=False, show_default=True, help="with --figures: also direction-K.mp4")
 @click.option("--tags-data", default=None,
               help="a labelled dataset (hair/eye tags; e.g. demo): report which directions move the predicted colours")
+@face_px_option
 @device_option
-def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, video, tags_data, device):
-    """Closed-form factorization (SeFa) of the style layers: the latent directions that change the image most."""
+def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, video, tags_data, face_px, device):
+    """Closed-form factorization (SeFa) of the style layers: the latent directions that change the image most.
+
+    Each figure direction-K.png is labelled: its title names the direction and its layers, a row per seed,
+    a column per amount (in sigma, the standard deviation of w along the direction)."""
     from ..generate import parse_seeds
     from ..tools.directions import direction_figure, direction_video, find_directions, parse_steps
+    from ..tools.figure_labels import face_size
+    from ..tools.number_checks import check_psi
 
     with user_errors():
         steps = parse_steps(steps_text)
         seed_list = parse_seeds(seeds)
+        psi = check_psi(psi)
+        face_size(face_px, 1)
         if video and not figures:
             raise ValueError("--video writes beside the figures: give --figures DIR")
+        _claim([out])
         sampler = _sampler(checkpoint, device)
         tags_ds = _tags_dataset(sampler, tags_data) if tags_data else None  # its mistakes before any work
-        dirs = find_directions(sampler.G, layers, k=num)
-        with writing(out, remove_partial=True):
+        dirs = find_directions(sampler.G, layers, k=num)                    # checks --num against w_dim
+        folder = Path(figures) if figures else None
+        _claim([out] + ([folder / f"direction-{k}.{ext}" for k in range(len(dirs))
+                         for ext in (("png", "mp4") if video else ("png",))] if folder else []))
+        with _guard(out):
             dirs.save(out, checkpoint=str(checkpoint), layer_spec=layers)
         click.echo(f"wrote {len(dirs)} directions of layers {layers} ({dirs.layers[0]}-{dirs.layers[-1]}) to {out}",
                    err=True)
@@ -164,12 +223,15 @@ def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, vi
         if figures:
             folder = _out_dir(figures)
             for k in range(len(dirs)):
-                with writing(folder / f"direction-{k}.png", remove_partial=True):
-                    direction_figure(sampler, dirs, k, folder / f"direction-{k}.png", seed_list, steps, psi)
+                with _guard(folder / f"direction-{k}.png"):
+                    direction_figure(sampler, dirs, k, folder / f"direction-{k}.png", seed_list, steps, psi,
+                                     face_px=face_px)
                 if video:
-                    direction_video(sampler, dirs, k, folder / f"direction-{k}.mp4", seed_list,
-                                    amount=max(abs(a) for a in steps), psi=psi)
-            click.echo(f"wrote {len(dirs)} figures{' and videos' if video else ''} to {folder}", err=True)
+                    with _guard(folder / f"direction-{k}.mp4"):
+                        direction_video(sampler, dirs, k, folder / f"direction-{k}.mp4", seed_list,
+                                        amount=max(abs(a) for a in steps), psi=psi, face_px=face_px)
+            click.echo(f"wrote {len(dirs)} figures{' and videos' if video else ''} to {folder}: rows = seeds "
+                       f"{seeds}, columns = {steps_text} sigma", err=True)
         if tags_ds is not None:
             _tags_report(sampler, dirs, tags_ds)
 
@@ -203,7 +265,7 @@ def _tags_report(sampler, dirs, ds) -> None:
 \b
 Examples:
   stylegan-anime edit --checkpoint RUN --directions dirs.npz --direction 2 --seeds 0-3 --output d2.png
-  stylegan-anime edit --checkpoint RUN --directions dirs.npz --direction 0 --latent proj/me.npz \\
+  stylegan-anime edit --checkpoint RUN --directions dirs.npz --direction 0 --latent proj/me-projected.npz \\
       --amount 2 --output me-edited.png          # also writes me-edited.npz, the edited latent
   stylegan-anime edit --checkpoint RUN --directions dirs.npz --direction 1 --seeds 5 --video d1.mp4
 """)
@@ -215,54 +277,69 @@ Examples:
 @click.option("--latent", type=click.Path(dir_okay=False), default=None,
               help="start from a projected latent (.npz from `project`, or stylegan2-ada-pytorch's projected_w.npz)")
 @click.option("--amount", type=float, default=None,
-              help="one edit, in standard deviations of w along the direction: writes the image(s) and latent(s)")
+              help="one edit, in standard deviations of w along the direction (|amount| <= 100): writes the "
+                   "image(s) and latent(s)")
 @click.option("--steps", "steps_text", default="-3:3:7", show_default=True,
               help="without --amount: columns of a figure (start:stop:count or a list)")
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="PNG to write")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write: with --amount the edited image(s) (+ NAME.npz for one), else a labelled figure "
+                   "(rows = seeds or the latent, columns = --steps); never over an existing file")
 @click.option("--video", type=click.Path(dir_okay=False), default=None, help="mp4 sweeping -max..+max of --steps")
-@click.option("--psi", type=float, default=1.0, show_default=True, help="truncation for --seeds")
+@click.option("--psi", type=float, default=1.0, show_default=True, help="truncation for --seeds, in [-2, 2]")
 @click.option("--noise", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@face_px_option
 @device_option
-def edit(checkpoint, directions_file, direction, seeds, latent, amount, steps_text, output, video, psi, noise, device):
+def edit(checkpoint, directions_file, direction, seeds, latent, amount, steps_text, output, video, psi, noise,
+         face_px, device):
     """Move seeds or a projected latent along a saved direction."""
     import numpy as np
 
     from ..generate import parse_seeds
     from ..imageio_utils import save_image
     from ..tools.directions import direction_figure, direction_video, edit_ws, load_directions, parse_steps
+    from ..tools.figure_labels import face_size
     from ..tools.latents import load_latent, render, save_latent, seed_ws
+    from ..tools.number_checks import check_amount, check_psi
 
     with user_errors():
         if (seeds is None) == (latent is None):
             raise ValueError("give either --seeds or --latent")
         if output is None and video is None:
             raise ValueError("give --output PNG and/or --video MP4")
+        if amount is not None:
+            amount = check_amount(amount)
         if video is not None and amount == 0:
             raise ValueError("--video sweeps -amount..+amount: give a non-zero --amount (or none: the largest --steps)")
+        psi = check_psi(psi)
+        face_size(face_px, 1)
         steps = parse_steps(steps_text)
+        seed_list = parse_seeds(seeds) if seeds is not None else []
+        latent_npz = Path(output).with_suffix(".npz") if output is not None and amount is not None else None
+        one_image = latent is not None or len(seed_list) == 1
+        _claim([p for p in (output, latent_npz if one_image else None, video) if p is not None])
         sampler = _sampler(checkpoint, device)
         dirs = load_directions(directions_file, sampler.G)
         dirs.check_index(direction)
-        seed_list = parse_seeds(seeds) if seeds is not None else []
         base = load_latent(latent, sampler.G) if latent is not None else seed_ws(sampler, seed_list, psi)
         if output is not None and amount is not None:
             edited = edit_ws(base.to(sampler.device), dirs, direction, amount)
             images = render(sampler, edited, noise)
-            with writing(output, remove_partial=True):
-                save_image(np.concatenate(list(images), axis=1), output)
-            npz = Path(output).with_suffix(".npz")
+            with _written(output) as tmp:
+                save_image(np.concatenate(list(images), axis=1), tmp)
             if len(images) == 1:
-                with writing(npz, remove_partial=True):
-                    save_latent(npz, edited[0], direction=direction, amount=amount, source=str(latent or seeds))
-            click.echo(f"wrote {output}" + (f" and {npz}" if len(images) == 1 else ""), err=True)
+                with _written(latent_npz) as tmp:
+                    save_latent(tmp, edited[0], direction=direction, amount=amount, source=str(latent or seeds))
+            click.echo(f"wrote {output}" + (f" and {latent_npz}" if len(images) == 1 else ""), err=True)
         elif output is not None:
-            with writing(output, remove_partial=True):
-                direction_figure(sampler, dirs, direction, output, seed_list, steps, psi, noise, base_ws=base)
-            click.echo(f"wrote {output}: rows = {'the latent' if latent else 'seeds ' + seeds}, columns = {steps_text}",
-                       err=True)
+            with _guard(output):
+                direction_figure(sampler, dirs, direction, output, seed_list, steps, psi, noise,
+                                 base_ws=base if latent else None, face_px=face_px,
+                                 row_names=[Path(latent).name] if latent else None)
+            click.echo(f"wrote {output}: rows = {'the latent' if latent else 'seeds ' + seeds}, columns = {steps_text} "
+                       "sigma", err=True)
         if video is not None:
-            with writing(video, remove_partial=True):
+            with _guard(video):
                 direction_video(sampler, dirs, direction, video, seed_list,
                                 amount=abs(amount) if amount is not None else max(abs(a) for a in steps),
-                                psi=psi, noise=noise, base_ws=base)
+                                psi=psi, noise=noise, base_ws=base, face_px=face_px)
             click.echo(f"wrote {video}", err=True)

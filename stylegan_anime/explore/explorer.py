@@ -152,6 +152,7 @@ class Explorer:
             "model": model_name(s), "checkpoint": self.checkpoint, "kimg": round(float(s.kimg), 3),
             "resolution": int(G.img_resolution), "num_ws": int(G.num_ws), "w_dim": int(G.w_dim),
             "groups": self.groups, "conditional": bool(s.conditional),
+            "classes": int(getattr(s.recipe.cfg, "num_classes", 0) or 0),  # class-conditional: a class box
             "label_names": {k: list(v) for k, v in (s.config.label_names or {}).items()} if s.conditional else {},
             "latents": list(self.latents),
             "directions": [] if d is None else [

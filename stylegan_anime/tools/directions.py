@@ -9,7 +9,7 @@ that wide layers do not dominate). No training, no data: a few milliseconds.
     find_directions(G, layers, k)     -> Directions (unit vectors [k, w_dim], eigenvalues, sigma, layers)
     Directions.save / load_directions the .npz file `directions` writes and `edit` / `explore` read
     edit_ws(ws, dirs, index, amount)  ws moved by amount * sigma along direction `index`, on its layers only
-    direction_figure / direction_video  rows = seeds, columns = steps (PNG), or a sweep (mp4)
+    direction_figure / direction_video  rows = seeds, columns = steps (a labelled picture), or a sweep (mp4)
     tag_report                        which directions move a tag classifier's hair / eye predictions
 
 Amounts are in units of sigma: the standard deviation of the model's own w along that direction (over
@@ -29,11 +29,15 @@ import torch
 
 from ..generate import seed_latents
 from ..imageio_utils import save_image
+from ..output_files import new_output
 from . import require_w_space
+from .figure_labels import LabelledGrid, face_size, labelled_grid, scale_frame, signed
 from .latents import open_npz, parse_layer_spec, render, seed_ws
+from .number_checks import AMOUNT_LIMIT
 
 DIRECTIONS_FORMAT = "stylegan-anime-directions"
 SIGMA_SAMPLES = 2000
+MAX_COLUMNS = 64  # --steps values in one figure
 
 
 @dataclass
@@ -53,13 +57,13 @@ class Directions:
         return int(index)
 
     def save(self, path: str | os.PathLike, **meta) -> Path:
+        """Write the .npz whole, never over an existing file (OutputExists)."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, format=DIRECTIONS_FORMAT, directions=self.vectors.cpu().numpy().astype(np.float32),
-                 eigenvalues=self.eigenvalues.cpu().numpy().astype(np.float32),
-                 sigma=self.sigma.cpu().numpy().astype(np.float32), layers=np.asarray(self.layers, np.int64),
-                 **{k: np.asarray(v) for k, v in meta.items()})
-        os.replace(tmp, path)
+        with new_output(path) as tmp:
+            np.savez(tmp, format=DIRECTIONS_FORMAT, directions=self.vectors.cpu().numpy().astype(np.float32),
+                     eigenvalues=self.eigenvalues.cpu().numpy().astype(np.float32),
+                     sigma=self.sigma.cpu().numpy().astype(np.float32), layers=np.asarray(self.layers, np.int64),
+                     **{k: np.asarray(v) for k, v in meta.items()})
         return path
 
 
@@ -146,7 +150,7 @@ def edit_ws(ws: torch.Tensor, dirs: Directions, index: int, amount: float | torc
 
 
 def parse_steps(text: str) -> list[float]:
-    """'-3:3:7' (start:stop:count) or '-2,0,2' -> amounts."""
+    """'-3:3:7' (start:stop:count) or '-2,0,2' -> amounts (each |amount| <= AMOUNT_LIMIT sigma, at most 64)."""
     text = str(text).strip()
     try:
         if ":" in text:
@@ -159,9 +163,14 @@ def parse_steps(text: str) -> list[float]:
             steps = [float(t) for t in text.split(",") if t.strip()]
         if not steps or not all(np.isfinite(steps)):
             raise ValueError
-        return steps
     except ValueError:
         raise ValueError(f"--steps: cannot read {text!r}; use start:stop:count like -3:3:7 or a list like -2,0,2") from None
+    if max(abs(a) for a in steps) > AMOUNT_LIMIT:
+        raise ValueError(f"--steps: amounts are in sigma (standard deviations of w); keep them within "
+                         f"+-{AMOUNT_LIMIT:g}, got {max(steps, key=abs):g}")
+    if len(steps) > MAX_COLUMNS:
+        raise ValueError(f"--steps: at most {MAX_COLUMNS} columns, got {len(steps)}")
+    return steps
 
 
 @torch.no_grad()
@@ -177,37 +186,74 @@ def direction_image(sampler, dirs: Directions, index: int, seeds: Sequence[int],
     return np.ascontiguousarray(cells.reshape(S, R, H, W, 3).transpose(1, 2, 0, 3, 4).reshape(R * H, S * W, 3))
 
 
-def direction_figure(sampler, dirs: Directions, index: int, path, seeds: Sequence[int], steps: Sequence[float],
-                     psi: float = 1.0, noise: str = "const", base_ws: torch.Tensor | None = None) -> Path:
+def layer_text(layers: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 7] -> '0-3,7'."""
+    parts, run = [], []
+    for i in sorted(layers):
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i]
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def direction_grid(sampler, dirs: Directions, index: int, seeds: Sequence[int], steps: Sequence[float],
+                   psi: float = 1.0, noise: str = "const", base_ws: torch.Tensor | None = None,
+                   face_px: int | None = None, row_names: Sequence[str] | None = None) -> LabelledGrid:
+    """direction_image with words: a title naming the direction, its layers and psi, 'seed N' (or row_names) per
+    row, the amount in sigma per column; faces at face_px (default: face_size's)."""
     image = direction_image(sampler, dirs, index, seeds, steps, psi, noise, base_ws)
-    save_image(image, path)
+    S = len(steps)
+    H = image.shape[1] // S
+    R = image.shape[0] // H
+    cells = image.reshape(R, H, S, H, 3).transpose(0, 2, 1, 3, 4)            # [R, S, H, W, 3]
+    if row_names is not None:
+        rows, start = list(row_names), "rows = latents"
+    elif base_ws is None:
+        rows, start = [f"seed {s}" for s in seeds], f"rows = seeds (psi {psi:g})"
+    else:
+        rows, start = [f"latent {i}" for i in range(R)], "rows = latents"
+    title = (f"direction {index} (eigenvalue {float(dirs.eigenvalues[index]):.2f}, style layers "
+             f"{layer_text(dirs.layers)}): {start}; columns = amount along it, in sigma (std of w)")
+    return labelled_grid(cells, title=title, col_labels=[f"{signed(a)} sigma" for a in steps], row_labels=rows,
+                         face_px=face_px)
+
+
+def direction_figure(sampler, dirs: Directions, index: int, path, seeds: Sequence[int], steps: Sequence[float],
+                     psi: float = 1.0, noise: str = "const", base_ws: torch.Tensor | None = None,
+                     face_px: int | None = None, row_names: Sequence[str] | None = None) -> Path:
+    """Write direction_grid's picture to path (never over an existing file: OutputExists)."""
+    grid = direction_grid(sampler, dirs, index, seeds, steps, psi, noise, base_ws, face_px, row_names)
+    with new_output(path) as tmp:
+        save_image(grid.image, tmp)
     return Path(path)
 
 
 def direction_video(sampler, dirs: Directions, index: int, path, seeds: Sequence[int], amount: float = 3.0,
                     fps: float = 30, seconds: float = 4.0, psi: float = 1.0, noise: str = "const",
-                    base_ws: torch.Tensor | None = None) -> Path:
-    """An mp4: the seeds side by side, swept 0 -> +amount -> -amount -> 0 along one direction."""
+                    base_ws: torch.Tensor | None = None, face_px: int | None = None) -> Path:
+    """An mp4: the seeds side by side, swept 0 -> +amount -> -amount -> 0 along one direction, each face
+    upscaled to face_px (default: face_size's). Never written over an existing file (OutputExists)."""
     from .video import _write_mp4
 
     n = max(int(round(fps * seconds)), 2)
     t = np.linspace(0, 1, n, endpoint=False)
     amounts = amount * np.sin(2 * np.pi * t)
     ws = base_ws.to(sampler.device) if base_ws is not None else seed_ws(sampler, seeds, psi)
+    px = face_size(face_px, sampler.G.img_resolution)
 
     def frames():
         for a in amounts:
             cells = render(sampler, edit_ws(ws, dirs, index, float(a)), noise)  # [R, H, W, 3]
-            yield np.concatenate(list(cells), axis=1)
+            yield scale_frame(np.concatenate(list(cells), axis=1), (px, px * len(cells)))
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    with new_output(path) as tmp:
         _write_mp4(frames(), tmp, fps)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 @torch.no_grad()
@@ -240,5 +286,6 @@ def tag_report(sampler, dirs: Directions, classifier, group_names: dict[str, lis
     return rows
 
 
-__all__ = ["DIRECTIONS_FORMAT", "Directions", "direction_figure", "direction_image", "direction_video",
-           "edit_ws", "find_directions", "load_directions", "parse_steps", "style_affines", "tag_report"]
+__all__ = ["DIRECTIONS_FORMAT", "Directions", "MAX_COLUMNS", "direction_figure", "direction_grid", "direction_image",
+           "direction_video", "edit_ws", "find_directions", "layer_text", "load_directions", "parse_steps",
+           "style_affines", "tag_report"]

@@ -62,11 +62,16 @@ def parse_layer_spec(spec: str | Sequence[int] | None, G) -> list[int]:
     return parse_layers(spec, G.num_ws)
 
 
+def _is_conditional(recipe) -> bool:
+    """Tag-conditional (--cond: a label encoder) or class-conditional (num_classes) StyleGAN2."""
+    return getattr(recipe, "encoder", None) is not None or bool(getattr(recipe.cfg, "num_classes", 0))
+
+
 def condition(sampler, n: int, labels: torch.Tensor | None = None) -> torch.Tensor:
     """The mapping network's condition c [n, c_dim]: empty for unconditional models; for a conditional
     StyleGAN2 the encoded labels ([1, K] or [n, K]; default: the sampler's random tags per seed 0..n-1)."""
     recipe = sampler.recipe
-    if getattr(recipe, "encoder", None) is None:
+    if not _is_conditional(recipe):
         return torch.zeros([n, getattr(sampler.G, "c_dim", 0)], device=sampler.device)
     if labels is None:
         labels = sampler.seed_labels(list(range(n)))
@@ -79,7 +84,7 @@ def condition(sampler, n: int, labels: torch.Tensor | None = None) -> torch.Tens
 def seed_ws(sampler, seeds: Sequence[int], psi: float = 1.0, labels: torch.Tensor | None = None) -> torch.Tensor:
     """ws [len(seeds), num_ws, w_dim] (float32, on the sampler's device), truncated towards w_avg by psi."""
     require_w_space(sampler, "W space")
-    if labels is None and getattr(sampler.recipe, "encoder", None) is not None:
+    if labels is None and _is_conditional(sampler.recipe):
         labels = sampler.seed_labels(list(seeds))
     z = seed_latents(list(seeds), sampler.recipe.z_dim).to(sampler.device)
     return sampler.G.mapping(z, condition(sampler, len(seeds), labels), truncation_psi=psi).float()
@@ -112,12 +117,11 @@ def render(sampler, ws: torch.Tensor, noise: str = "const", batch: int = 16) -> 
 
 
 def save_latent(path: str | os.PathLike, ws: torch.Tensor, **meta) -> Path:
-    """Write ws [num_ws, w_dim] (or [1, num_ws, w_dim]) and string/number metadata to an .npz, atomically."""
+    """Write ws [num_ws, w_dim] (or [1, num_ws, w_dim]) and string/number metadata to the .npz `path` itself.
+    Commands call it on the temporary path of output_files.new_output (never over a user's file)."""
     path = Path(path)
     ws = ws.detach().float().cpu().reshape(-1, ws.shape[-1]).numpy()
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, ws=ws, format=LATENT_FORMAT, **{k: np.asarray(v) for k, v in meta.items()})
-    os.replace(tmp, path)
+    np.savez(path, ws=ws, format=LATENT_FORMAT, **{k: np.asarray(v) for k, v in meta.items()})
     return path
 
 

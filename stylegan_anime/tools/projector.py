@@ -36,9 +36,12 @@ from ..generate import seed_latents
 from ..imageio_utils import to_uint8
 from . import require_w_space
 from .latents import condition
+from .number_checks import LR_RANGE, check_number
 
 MODES = ("w", "w+")
 DISTANCES = ("d", "lpips", "pixels")
+MAX_STEPS = 100_000          # NVlabs uses 1000
+MAX_PIXEL_WEIGHT = 1e6
 
 
 @dataclass
@@ -62,10 +65,14 @@ class ProjectSettings:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.steps < 1:
             raise ValueError(f"--steps must be positive, got {self.steps}")
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"--steps must be at most {MAX_STEPS}, got {self.steps}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        check_number("--lr", self.lr, *LR_RANGE, lo_open=True)
         if self.pixel_weight < 0:
             raise ValueError(f"--pixel-weight must be >= 0, got {self.pixel_weight}")
+        check_number("--pixel-weight", self.pixel_weight, 0.0, MAX_PIXEL_WEIGHT)
         if self.w_avg_samples < 2:
             raise ValueError(f"w_avg_samples must be at least 2, got {self.w_avg_samples}")
         return self
@@ -236,6 +243,38 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
+def projection_names(target: str | os.PathLike, outdir: str | os.PathLike, video: bool = True) -> dict[str, Path]:
+    """The files `project` writes for target NAME.EXT: {'latent': NAME-projected.npz, 'image': NAME-projected.png,
+    'compare': NAME-compare.png, 'video': NAME-projected.mp4 (with video)} in outdir. None of them can be the
+    target itself, even when the target lies in outdir."""
+    stem, out = Path(target).stem, Path(outdir)
+    names = {"latent": out / f"{stem}-projected.npz", "image": out / f"{stem}-projected.png",
+             "compare": out / f"{stem}-compare.png"}
+    if video:
+        names["video"] = out / f"{stem}-projected.mp4"
+    return names
+
+
+def projection_compare(target: np.ndarray, found: np.ndarray, quality: float, caption: str = "",
+                       face_px: int | None = None):
+    """target | projection (uint8 [R, R, 3] each), upscaled to face_px and labelled 'target' / 'projection',
+    titled with the PSNR (and caption): a figure_labels.LabelledGrid."""
+    from .figure_labels import labelled_grid
+
+    title = f"PSNR {quality:.2f} dB" + (f" ({caption})" if caption else "")
+    return labelled_grid(np.stack([target, found])[None], title=title, col_labels=["target", "projection"],
+                         face_px=face_px)
+
+
+def projection_frames(target: np.ndarray, frames, face_px: int | None = None):
+    """The optimisation video's frames: target | step image, each face at face_px: uint8 [px, 2*px, 3] each."""
+    from .figure_labels import face_size, scale_frame
+
+    px = face_size(face_px, target.shape[0])
+    for f in frames:
+        yield scale_frame(np.concatenate([target, f], axis=1), (px, 2 * px))
+
+
 def load_target(path: str | os.PathLike, resolution: int) -> tuple[np.ndarray, torch.Tensor]:
     """An image file -> (uint8 [R, R, 3] centre-cropped and resized, tensor [1, 3, R, R] in [-1, 1])."""
     from ..data.images import UnreadableImage, load_image
@@ -254,7 +293,7 @@ def load_discriminator(sampler, checkpoint):
     """The checkpoint's D (the trained one, not an EMA), eval mode, on the sampler's device."""
     from ..training.checkpoint import load_checkpoint
 
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint, use=("D",))  # checked: config, tensor shapes, D finite
     D = sampler.recipe.nets.get("D")
     if D is None or "D" not in state.get("nets", {}):
         raise ValueError("this checkpoint has no discriminator; use --distance pixels or --vgg")
@@ -263,4 +302,5 @@ def load_discriminator(sampler, checkpoint):
 
 
 __all__ = ["DISTANCES", "DiscriminatorFeatures", "LPIPSFeatures", "MODES", "ProjectSettings", "Projection",
-           "learning_rate", "load_discriminator", "load_target", "project", "psnr", "w_statistics"]
+           "learning_rate", "load_discriminator", "load_target", "project", "projection_compare", "projection_frames",
+           "projection_names", "psnr", "w_statistics"]

@@ -20,6 +20,10 @@ A grid of R x C cells shows R*C independent interpolations: cell k (row-major) u
 `seed + 1000*k` (cell 0 uses the seeds as given). StyleGAN2 frames use constant noise (noise_mode='const'),
 so nothing flickers between frames.
 
+Every face is upscaled to face_px (default 256, or the model's size if larger: figure_labels.face_size) before
+encoding: a 64 px face at its native size is a postage stamp. The file is written to a temporary name and
+linked into place without overwriting anything (output_files.new_output: OutputExists if the path is taken).
+
 Frames are generated batch by batch and streamed to the encoder: `.mp4` is H.264 (libx264, yuv420p, crf 18)
 written through the ffmpeg binary shipped with imageio-ffmpeg; `.gif` is written by Pillow (one adaptive
 palette per frame, loops forever). Pillow keeps the palettised GIF frames (1 byte per pixel) until it writes
@@ -39,7 +43,10 @@ from tqdm.auto import tqdm
 
 from ..generate import seed_latents
 from ..imageio_utils import to_uint8
+from ..output_files import claim_paths, new_output
 from . import has_w_space, model_name, require_w_space
+from .figure_labels import face_size, scale_frame
+from .number_checks import FPS_RANGE, SECONDS_RANGE, check_number, check_psi
 
 MODES = ("auto", "loop", "z-slerp", "w-lerp", "z-loop", "w-loop")
 FORMATS = (".mp4", ".gif")
@@ -65,10 +72,13 @@ def parse_grid(grid) -> tuple[int, int]:
 
 
 def frame_count(fps: float, seconds: float) -> int:
+    """round(fps * seconds); ValueError for non-finite, non-positive or absurd values (see number_checks)."""
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
+    fps = check_number("fps", fps, *FPS_RANGE, lo_open=True)
+    seconds = check_number("seconds", seconds, *SECONDS_RANGE, lo_open=True)
     n = round(fps * seconds)
     if n < 1:
         raise ValueError(f"{fps} fps x {seconds} s is less than one frame")
@@ -94,7 +104,7 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
 
 
 def _check_psi(sampler, psi: float) -> float:
-    psi = float(psi)
+    psi = check_psi(psi)
     if psi != 1.0 and not has_w_space(sampler):
         raise ValueError(f"truncation (psi={psi:g}) needs a StyleGAN2 checkpoint; this one is {model_name(sampler)}")
     return psi
@@ -220,28 +230,37 @@ def video_frames(sampler, seeds: Sequence[int], mode: str = "auto", n_frames: in
 # ----------------------------------------------------------------------------------------------------- writing
 def render_video(sampler, out_path: str | os.PathLike, seeds: Sequence[int], mode: str = "auto", fps: float = 30,
                  seconds: float = 10.0, grid=(1, 1), psi: float = 1.0, batch: int = 32,
-                 progress: bool = True) -> Path:
-    """Write an interpolation video of round(fps*seconds) frames to out_path (.mp4 or .gif); returns the path.
-    See the module docstring for the modes and the grid layout."""
+                 progress: bool = True, face_px: int | None = None) -> Path:
+    """Write an interpolation video of round(fps*seconds) frames [rows*face_px, cols*face_px] to out_path (.mp4 or
+    .gif); returns the path. OutputExists (before any work) if out_path exists. See the module docstring."""
     out = Path(out_path)
     ext = out.suffix.lower()
     if ext not in FORMATS:
         raise ValueError(f"video format must be .mp4 or .gif, got {out.name!r}")
     n = frame_count(fps, seconds)
+    px = face_size(face_px, _native(sampler))
+    rows, cols = parse_grid(grid)
+    claim_paths([out])
     frames = video_frames(sampler, seeds, mode, n, grid, psi, batch)  # validates everything else
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.partial{ext}")
-    bar = tqdm(frames, total=n, disable=not progress, desc=f"rendering {out.name}", unit="frame")
+    scaled = (scale_frame(f, (rows * px, cols * px)) for f in frames)
+    bar = tqdm(scaled, total=n, disable=not progress, desc=f"rendering {out.name}", unit="frame")
     try:
-        if ext == ".mp4":
-            _write_mp4(bar, tmp, fps)
-        else:
-            _write_gif(bar, tmp, fps, n)
-        os.replace(tmp, out)
+        with new_output(out) as tmp:
+            if ext == ".mp4":
+                _write_mp4(bar, tmp, fps)
+            else:
+                _write_gif(bar, tmp, fps, n)
     finally:
         bar.close()
-        tmp.unlink(missing_ok=True)
     return out
+
+
+def _native(sampler) -> int:
+    """The generator's image size (one probe image for a model that does not say)."""
+    res = getattr(sampler.G, "img_resolution", None) or getattr(getattr(sampler, "config", None), "size", None)
+    if res is None:
+        res = int(sampler.images([0]).shape[-1])
+    return int(res)
 
 
 def _write_mp4(frames: Iterator[np.ndarray], path: Path, fps: float) -> None:
