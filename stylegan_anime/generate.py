@@ -12,25 +12,62 @@ import torch
 from tqdm.auto import tqdm
 
 from .imageio_utils import make_grid, save_image, to_uint8
+from .output_files import claim_paths, new_output
 from .training.checkpoint import load_checkpoint, writing
 from .training.config import ConfigError, TrainConfig
 from .training.recipe import seeded_noise
 from .training.trainer import build_recipe, resolve_device
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-63' / '1,5,9' / '0-3,10' -> list of ints (ranges inclusive)."""
+MAX_SEED = 2**32 - 1  # seeds are 0 ... 2**32-1 (numpy's and StyleGAN's range)
+MAX_IMAGES = 100_000  # images one command call draws (--seeds, --count): a typo must not run for days
+MAX_BATCH = 1024  # images per forward pass
+MAX_GRID_PIXELS = 2**27  # one grid picture: 134 M pixels (400 MB as uint8; 128 images of 1024 px, 32768 of 64 px)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-63' / '1,5,9' / '0-3,10' -> list of ints (ranges inclusive), each in 0 ... MAX_SEED and at most
+    MAX_IMAGES in all (checked before any list is built: '0-999999999' is one ConfigError, at once)."""
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise ConfigError(f"--seeds: cannot read {part!r}; use forms like 0-63 or 1,5,9 or 0-3,10")
+            raise ConfigError(f"{flag}: cannot read {part!r}; use forms like 0-63 or 1,5,9 or 0-3,10")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
-            raise ConfigError(f"--seeds: range {part!r} runs backwards")
+            raise ConfigError(f"{flag}: range {part!r} runs backwards")
+        if hi > MAX_SEED:
+            raise ConfigError(f"{flag}: seed {hi} is too large; seeds are 0 to {MAX_SEED}")
+        if len(seeds) + (hi - lo + 1) > MAX_IMAGES:
+            raise ConfigError(f"{flag} {_short(text)} asks for {len(seeds) + hi - lo + 1:,} or more images; at most "
+                              f"{MAX_IMAGES:,} per call (split the range over several calls)")
         seeds.extend(range(lo, hi + 1))
     return seeds
+
+
+def count_seeds(count: int, first: int = 0) -> list[int]:
+    """Seeds first ... first+count-1 for --count / --seed: ConfigError unless 1 <= count <= MAX_IMAGES and every
+    seed is in 0 ... MAX_SEED."""
+    if count < 1 or count > MAX_IMAGES:
+        raise ConfigError(f"--count must be from 1 to {MAX_IMAGES:,} (images per call), got {count}")
+    if first < 0 or first + count - 1 > MAX_SEED:
+        raise ConfigError(f"--seed {first} with --count {count} leaves the seed range 0 to {MAX_SEED}")
+    return list(range(first, first + count))
+
+
+def check_grid(n: int, size: int, cols: int | None) -> None:
+    """A grid of n images of size px in `cols` columns fits in memory: ConfigError otherwise (naming the flag)."""
+    if cols is not None and not 1 <= cols <= n:
+        raise ConfigError(f"--cols must be from 1 to the number of seeds ({n}), got {cols}")
+    if n * size * size > MAX_GRID_PIXELS:
+        raise ConfigError(f"--seeds: a grid of {n:,} images of {size} px is too large for one picture (at most "
+                          f"{MAX_GRID_PIXELS // (size * size):,} at this size); write files with --count N --outdir DIR")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def seed_latents(seeds: list[int], z_dim: int) -> torch.Tensor:
@@ -42,14 +79,17 @@ class Sampler:
     """A generator loaded from a checkpoint, ready to turn seeds into images."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", use_ema: bool = True):
-        state = load_checkpoint(checkpoint)
+        self.device = resolve_device(device)  # a bad --device before the checkpoint is read
+        net = "G_ema" if use_ema else "G"
+        # load_checkpoint checks the stored config and every tensor against it, and this network finite, so
+        # neither building nor loading below can fail on what the file holds (a one-line CheckpointError instead)
+        state = load_checkpoint(checkpoint, use=(net,))
         self.config = TrainConfig.from_dict(state["config"])
-        self.device = resolve_device(device)
         self.recipe = build_recipe(self.config, self.device)
         self.G = self.recipe.nets["G"]
-        self.G.load_state_dict(state["nets"]["G_ema" if use_ema else "G"])
+        self.G.load_state_dict(state["nets"][net])
         self.G.eval().requires_grad_(False)
-        self.kimg = state["progress"]["nimg"] / 1000
+        self.kimg = int(state["progress"]["nimg"]) / 1000
 
     @property
     def conditional(self) -> bool:
@@ -89,15 +129,21 @@ class Sampler:
 
     def save_grid(self, seeds: list[int], path: str | Path, cols: int | None = None, batch: int = 64,
                   labels: torch.Tensor | None = None) -> Path:
+        """One picture of the seeds' images; never overwrites `path` (OutputExists, checked before drawing)."""
+        check_grid(len(seeds), self.config.size, cols)
+        claim_paths([path])
         grid = make_grid(self.images(seeds, batch, labels=labels), cols=cols)
-        with writing(path, remove_partial=True):  # read-only / full disk: WriteError, one line
-            save_image(grid, path)
+        with writing(path), new_output(path) as tmp:  # read-only / full disk: WriteError, one line
+            save_image(grid, tmp)
         return Path(path)
 
     def save_files(self, seeds: list[int], outdir: str | Path, ext: str = "jpg", batch: int = 64,
                    progress: bool = True, labels: torch.Tensor | None = None) -> Path:
-        """1.ext ... N.ext (the NTU HW6 submission layout), one per seed in order."""
+        """1.ext ... N.ext (the NTU HW6 submission layout), one per seed in order. Files already there are never
+        overwritten: OutputExists before any image is drawn."""
         outdir = Path(outdir)
+        claim_paths((outdir / f"{n}.{ext}" for n in range(1, len(seeds) + 1)),
+                    "write into an empty or new --outdir")
         with writing(outdir):
             outdir.mkdir(parents=True, exist_ok=True)
         n = 0
@@ -107,8 +153,8 @@ class Sampler:
             for pic in to_uint8(self.images(seeds[i:i + batch], batch, labels=labels if chunk_labels is None
                                             else chunk_labels)):
                 n += 1
-                with writing(outdir / f"{n}.{ext}", remove_partial=True):
-                    save_image(pic, outdir / f"{n}.{ext}")
+                with writing(outdir / f"{n}.{ext}"), new_output(outdir / f"{n}.{ext}") as tmp:
+                    save_image(pic, tmp)
                 bar.update(1)
         bar.close()
         return outdir

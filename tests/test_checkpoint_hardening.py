@@ -395,7 +395,7 @@ def test_grid_write_without_permission(tmp_path, capsys, monkeypatch):
     def denied(image, path):
         Path(path).write_bytes(b"\x89PNG partial")
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-    monkeypatch.setattr("stylegan_anime.training.trainer.save_image", denied)
+    monkeypatch.setattr("stylegan_anime.training.evaluation.save_image", denied)  # the trainer draws its grids there
     line = final_error(*run(["train", "--data", "demo:64", "--size", "64", "--outdir", tmp_path] + TINY
                          + ["--kimg", "0.008"], capsys)[::2])
     run_dir = tmp_path / "00000-dcgan-demo-64"
@@ -437,3 +437,38 @@ def test_new_run_dir_and_lock_write_failures_are_write_errors(tmp_path):
     with pytest.raises(RuntimeError, match="not a write"):  # other errors pass through
         with writing(tmp_path / "x.pt"):
             raise RuntimeError("not a write")
+
+
+@pytest.mark.parametrize("device, words", [("cuda", "no CUDA GPU"), ("cuda:3", "no CUDA GPU"), ("gpu", "--device")])
+def test_a_device_this_machine_lacks_makes_no_run_folder(device, words, tmp_path, capsys, monkeypatch):
+    """The device is checked before the run folder exists: no empty 00000-* folder, no run number used up."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    out = tmp_path / "runs"
+    out.mkdir()
+    argv = ["train", "--data", "demo:16", "--outdir", out, "--kimg", "0.008", *TINY[:-2], "--device", device]
+    line = error_of(*run(argv, capsys)[::2])
+    assert words in line
+    assert list(out.iterdir()) == []
+
+
+def test_a_device_name_that_is_no_device_is_one_line_in_generate(tmp_path, capsys):
+    line = error_of(*run(["generate", "--checkpoint", tmp_path / "none.pt", "--grid", tmp_path / "g.png",
+                          "--device", "gpu"], capsys)[::2])
+    assert "--device" in line and "'gpu'" in line
+
+
+def test_generate_into_a_folder_without_permission_names_the_picture(tmp_path, tiny_runs, capsys, monkeypatch):
+    """The picture's own name, not the hidden temp file new_output tried to create beside it."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_open = os.open
+
+    def denied(path, flags, *args, **kwargs):  # as in a folder without write permission (even for root)
+        if str(path).startswith(str(folder)) and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", denied)
+    line = error_of(*run(["generate", "--checkpoint", tiny_runs["dcgan"], "--seeds", "0-1", "--grid",
+                          folder / "g.png", "--device", "cpu"], capsys)[::2])
+    assert line == f"error: cannot write {folder / 'g.png'}: Permission denied"
+    assert list(folder.iterdir()) == []

@@ -25,7 +25,7 @@ Examples:
 @click.option("--images", type=click.Path(file_okay=False), default=None, help="...or a folder of generated images")
 @click.option("--data", required=True, help="the real images: folder | zip | packed set | demo")
 @click.option("--metrics", "names", default="swd", show_default=True,
-              help="comma-separated: fid5k, fid10k, fid50k, kid, swd, afd, tagacc (tag-conditional models)")
+              help="comma-separated: fid5k, fid10k, fid50k, kid, swd, afd, c2st, tagacc (tag-conditional models)")
 @click.option("--num", type=int, default=None, help="generated images per metric [default: the metric's own]")
 @click.option("--inception", type=click.Path(dir_okay=False), default=None, help="FID Inception weights file")
 @click.option("--seed", type=int, default=0, show_default=True, help="first seed of the generated images")
@@ -49,6 +49,7 @@ def metrics_cmd(checkpoint, images, data, names, num, inception, seed, size, as_
         raise ConfigError(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}")
     if (checkpoint is None) == (images is None):
         raise ConfigError("give exactly one of --checkpoint and --images")
+    _check_numbers(num, seed, size)
     if images is not None and any(m in TAG_METRICS for m in wanted):
         raise ConfigError("tagacc scores a checkpoint (it asks for tags): use --checkpoint")
     warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
@@ -123,14 +124,25 @@ def _metrics_data(data: str, size: int | None, default: int, whose: str):
                       f"choose another with --size)") from None
 
 
+def _check_numbers(num: int | None, seed: int, size: int | None) -> None:
+    """--num, --seed and --size in range, before anything is read (ConfigError, one line)."""
+    from ..generate import MAX_IMAGES, MAX_SEED
+    from ..training.config import check_size
+    if num is not None and not 1 <= num <= MAX_IMAGES:
+        raise ConfigError(f"--num must be from 1 to {MAX_IMAGES:,} (generated images per metric), got {num}")
+    if not 0 <= seed <= MAX_SEED - (num or 0):
+        raise ConfigError(f"--seed must be from 0 to {MAX_SEED - (num or 0)}, got {seed}")
+    if size is not None:
+        check_size(size, "--size")
+
+
 def _image_size(folder: str) -> int:
-    """The size of the first image of a folder (generated images are square)."""
-    from PIL import Image
-    for p in sorted(Path(folder).iterdir()):
-        if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
-            with Image.open(p) as im:
-                return im.size[0]
-    raise ConfigError(f"no images in {folder}")
+    """The size of the first readable image of a folder (generated images are square); ConfigError if none."""
+    from ..metrics.registry import readable_images
+    try:
+        return readable_images(folder)[0][1][0]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @cli.command(epilog="""

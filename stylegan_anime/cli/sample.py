@@ -35,6 +35,7 @@ Examples:
       --count 1000 --outdir submission --tgz submission.tgz     # 1.jpg ... 1000.jpg (NTU HW6 layout)
   stylegan-anime generate --checkpoint runs/00002-cgan-demo-64 --tags "pink hair, black eyes" --grid pink.png
   stylegan-anime generate --checkpoint runs/00003-acgan-demo-64 --hair-rgb "#ff8800" --eye-rgb 0,128,255 --grid c.png
+  stylegan-anime generate --checkpoint cifar10.pt --class 3 --seeds 0-15 --grid class3.png   # class-conditional
 """
 
 
@@ -51,38 +52,81 @@ Examples:
 @click.option("--tags", default=None, help="tag-conditional models: e.g. 'pink hair, black eyes' for every image")
 @click.option("--hair-rgb", default=None, help="rgb-embed models: hair colour as #rrggbb, r,g,b or a colour name")
 @click.option("--eye-rgb", default=None, help="rgb-embed models: eye colour as #rrggbb, r,g,b or a colour name")
+@click.option("--class", "class_index", type=int, default=None,
+              help="class-conditional models (an imported conditional NVlabs network): every image of class K "
+                   "[default: a random class per seed]")
 @click.option("--ema/--no-ema", default=True, show_default=True, help="use G_ema (default) or the raw G")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
               help="custom ops: fused CUDA kernels, the PyTorch reference, or auto")
 def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags, hair_rgb, eye_rgb, ema, batch,
-             device, ops):
+             device, ops, class_index=None):
     """Generate images from a checkpoint: a grid of seeds, or COUNT numbered files."""
     from ..cuda_ops import set_default_impl
-    from ..generate import Sampler, parse_seeds
+    from ..generate import MAX_BATCH, Sampler, check_grid, count_seeds, parse_seeds
+    from ..output_files import claim_paths
 
     set_default_impl(ops)
     if grid is None and count is None:
         raise ConfigError("say what to write: --grid FILE (with --seeds) or --count N --outdir DIR")
-    if count is not None and (count < 1 or outdir is None):
-        raise ConfigError("--count needs a positive number and --outdir DIR")
-    if batch < 1:
-        raise ConfigError(f"--batch must be positive, got {batch}")
+    if count is not None and outdir is None:
+        raise ConfigError("--count needs --outdir DIR")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ConfigError(f"--batch must be from 1 to {MAX_BATCH}, got {batch}")
     if tgz is not None and count is None:
         raise ConfigError("--tgz packs the --count images: give --count N --outdir DIR too")
+    if tgz is not None and not Path(tgz).name.endswith((".tgz", ".tar.gz")):
+        raise ConfigError(f"--tgz: the archive name must end in .tgz or .tar.gz, got {Path(tgz).name!r}")
+    # every value and every output path checked before the checkpoint is read: nothing is drawn in vain
+    grid_seeds = parse_seeds(seeds or "0-63") if grid is not None else None
+    if grid_seeds is not None and cols is not None:
+        check_grid(len(grid_seeds), 32, cols)  # --cols alone (the size is known once the checkpoint is read)
+    file_seeds = count_seeds(count, seed) if count is not None else None
+    claim_paths([p for p in (grid, tgz) if p is not None])
+    if file_seeds is not None:
+        claim_paths((Path(outdir) / f"{i}.{ext}" for i in range(1, count + 1)), "write into an empty or new --outdir")
+    if grid is not None and tgz is not None and Path(grid).resolve() == Path(tgz).resolve():
+        raise ConfigError("--grid and --tgz name the same file")
     sampler = Sampler(checkpoint, device=device, use_ema=ema)
-    labels = _condition(sampler, tags, hair_rgb, eye_rgb)
+    labels = _class_labels(sampler, class_index, tags_given=any(v is not None for v in (tags, hair_rgb, eye_rgb)))
+    if labels is None:
+        labels = _condition(sampler, tags, hair_rgb, eye_rgb)
+    if grid_seeds is not None:
+        check_grid(len(grid_seeds), sampler.config.size, cols)
     if grid is not None:
-        path = sampler.save_grid(parse_seeds(seeds or "0-63"), grid, cols=cols, batch=batch, labels=labels)
+        path = sampler.save_grid(grid_seeds, grid, cols=cols, batch=batch, labels=labels)
         click.echo(f"wrote {path}", err=True)
-    if count is not None:
+    if file_seeds is not None:
+        from ..output_files import new_output
+        from ..training.checkpoint import writing
         from ..tools.submission import pack
-        sampler.save_files(list(range(seed, seed + count)), outdir, ext=ext, batch=batch, labels=labels)
+        sampler.save_files(file_seeds, outdir, ext=ext, batch=batch, labels=labels)
         click.echo(f"wrote {count} images to {outdir}", err=True)
         if tgz is not None:
             files = [Path(outdir) / f"{i}.{ext}" for i in range(1, count + 1)]
-            click.echo(f"wrote {pack(files, Path(tgz))}", err=True)
+            with writing(tgz), new_output(tgz) as tmp:  # never over a file that appeared meanwhile
+                pack(files, Path(tmp))
+            click.echo(f"wrote {tgz}", err=True)
+
+
+def _class_labels(sampler, k: int | None, tags_given: bool = False):
+    """--class K of a class-conditional model: labels [1, 1] (= K for every image); None without --class (a random
+    class per seed) or for a model without classes."""
+    import torch
+
+    n = int(getattr(sampler.recipe.cfg, "num_classes", 0) or 0)
+    if n and tags_given:
+        raise ConfigError(f"--tags / --hair-rgb / --eye-rgb need a tag-conditional model; this one is "
+                          f"class-conditional ({n} classes): use --class K")
+    if k is None:
+        return None
+    if not n:
+        raise ConfigError("--class needs a class-conditional model (e.g. an imported conditional NVlabs network); "
+                          f"this {sampler.config.model} model has no classes")
+    if not 0 <= k < n:
+        raise ConfigError(f"--class must be from 0 to {n - 1} (the model has {n} classes), got {k}")
+    return torch.tensor([[k]], dtype=torch.int64)
 
 
 def _condition(sampler, tags, hair_rgb, eye_rgb):
@@ -119,13 +163,23 @@ Examples:
 @click.option("--grid", default="1x1", show_default=True, help="ROWSxCOLS interpolations in one video")
 @click.option("--psi", type=float, default=1.0, show_default=True, help="truncation towards w_avg (StyleGAN2)")
 @click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--face-px", type=int, default=None,
+              help="each face this many pixels wide in the video [default: 256, or the model's size if larger]")
 @device_option
-def video(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, device):
-    """Interpolation video: z slerp, w lerp or a smooth looping spline through keyframe seeds."""
-    from ..tools.video import parse_grid, render_video
+def video(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, face_px, device):
+    """Interpolation video: z slerp, w lerp or a smooth looping spline through keyframe seeds (never written over
+    an existing file)."""
+    from ..output_files import claim_paths
+    from ..tools.figure_labels import face_size
+    from ..tools.number_checks import check_psi
+    from ..tools.video import frame_count, parse_grid, render_video
     with user_errors():
+        frame_count(fps, seconds)  # bad numbers before any work
+        check_psi(psi)
+        face_size(face_px, 1)
+        claim_paths([output], "give another --output, or move that file away")
         path = render_video(_sampler(checkpoint, device), output, _seeds(seeds), mode=mode, fps=fps, seconds=seconds,
-                            grid=parse_grid(grid), psi=psi, batch=batch)
+                            grid=parse_grid(grid), psi=psi, batch=batch, face_px=face_px)
     click.echo(f"wrote {path}", err=True)
 
 

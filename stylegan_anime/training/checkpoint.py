@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from ..output_files import OutputExists
 from ..tools import error_line as error_text  # first non-blank line of a message, else the type name
 
 FORMAT = 1
@@ -98,11 +99,13 @@ def writing(path: str | os.PathLike, remove_partial: bool = False):
     `path` whole (a picture): a failed write deletes what it left there."""
     try:
         yield
-    except WriteError:
+    except (WriteError, OutputExists):  # OutputExists is an OSError too: it stays the user error it is
         raise
     except OSError as e:
         _remove(path, remove_partial)
         where = e.filename if isinstance(e.filename, str) and e.filename else path
+        if Path(where).name.startswith(f".{Path(path).name}."):  # new_output's temp file: name the destination
+            where = path
         raise WriteError(f"cannot write {where}: {os_reason(e)}") from None
     except RuntimeError as e:
         if not _is_torch_write_failure(e):
@@ -165,8 +168,12 @@ Warn = Callable[[str], None]
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu", warn: Warn | None = None,
-                    set_aside: bool = False) -> dict:
+                    set_aside: bool = False, use: tuple[str, ...] = ("G", "D", "G_ema")) -> dict:
     """Read a checkpoint file, or a run folder's newest readable checkpoint.
+
+    Its content is checked as well (`checkpoint_check.check_checkpoint`): the stored config in the command
+    line's ranges, every network tensor's name and shape against the networks that config builds, and the
+    networks the caller will `use` ('G', 'D', 'G_ema') finite. A file failing that is unusable like a damaged one.
 
     A run folder whose newest checkpoints are unreadable falls back to the newest readable one: each bad file
     is one `warn` line (file and why), then one line says which checkpoint is used and how many kimg are lost.
@@ -176,23 +183,23 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", warn: Warn | No
     warn = _stderr_warn if warn is None else warn
     path = Path(path)
     if path.is_dir():  # a run folder: its newest readable checkpoint
-        return _load_newest(path, map_location, warn, set_aside)
+        return _load_newest(path, map_location, warn, set_aside, use)
     if not path.is_file():
         raise CheckpointError(f"checkpoint does not exist: {path}")
     try:
-        return _load_file(path, map_location)
+        return _load_file(path, map_location, use)
     except CheckpointError as e:
         raise CheckpointError(f"{e}{_intact_hint(path)}", e.reason) from None
 
 
-def _load_newest(run: Path, map_location, warn: Warn, set_aside: bool) -> dict:
+def _load_newest(run: Path, map_location, warn: Warn, set_aside: bool, use: tuple[str, ...]) -> dict:
     found = list_checkpoints(run)
     if not found:
         raise CheckpointError(f"no checkpoint found in {run}")
     bad: list[tuple[Path, CheckpointError]] = []
     for ckpt in reversed(found):
         try:
-            state = _load_file(ckpt, map_location)
+            state = _load_file(ckpt, map_location, use)
         except CheckpointError as e:
             bad.append((ckpt, e))
             continue
@@ -221,8 +228,9 @@ def _set_aside(paths: list[Path]) -> list[Path]:
     return moved
 
 
-def _load_file(path: Path, map_location="cpu") -> dict:
-    """One checkpoint file, checked: CheckpointError("cannot read checkpoint PATH: <what is wrong>") otherwise."""
+def _load_file(path: Path, map_location="cpu", use: tuple[str, ...] = ("G", "D", "G_ema")) -> dict:
+    """One checkpoint file, checked: CheckpointError("cannot read checkpoint PATH: <what is wrong>") otherwise,
+    or "PATH: <key>: <what is wrong>" for content that does not fit its own config (checkpoint_check)."""
     def bad(reason: str) -> CheckpointError:
         return CheckpointError(f"cannot read checkpoint {path}: {reason}", reason)
 
@@ -259,6 +267,8 @@ def _load_file(path: Path, map_location="cpu") -> dict:
     if state["format"] != FORMAT:
         raise bad(f"it has checkpoint format {state['format']!r}; this stylegan-anime reads format {FORMAT}")
     _check_keys(state, bad)
+    from .checkpoint_check import check_checkpoint  # noqa: PLC0415 (it imports this module)
+    check_checkpoint(state, path, use)
     state["path"] = str(path)
     return state
 
