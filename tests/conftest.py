@@ -61,6 +61,28 @@ class ToyGAN(Recipe):
 
 torch.set_num_threads(1)
 
+# Every cache a test run could fill in the user's home, and the variable that moves it (see _private_caches).
+HOME_CACHES = {
+    "STYLEGAN_ANIME_CACHE": "stylegan-anime",  # packed datasets, metric statistics, tagacc classifiers
+    "TORCH_HOME": "torch",  # torch-hub downloads (the Inception file)
+    "MPLCONFIGDIR": "matplotlib",  # matplotlib's font cache
+    "XDG_CACHE_HOME": "xdg",  # anything else that follows the XDG convention (~/.cache)
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory):
+    """The whole session writes its caches under one temporary folder, never into ~/.cache: the variables of
+    HOME_CACHES point there (subprocesses inherit them). The CUDA-op build cache too, unless the user chose its
+    place with $STYLEGAN_ANIME_OPS_CACHE (a GPU machine may keep its built plugins between sessions)."""
+    root = tmp_path_factory.mktemp("caches")
+    with pytest.MonkeyPatch.context() as mp:
+        for var, name in HOME_CACHES.items():
+            mp.setenv(var, str(root / name))
+        if not os.environ.get("STYLEGAN_ANIME_OPS_CACHE"):
+            mp.setenv("STYLEGAN_ANIME_OPS_CACHE", str(root / "ops"))
+        yield root
+
 
 @pytest.fixture
 def toy_model():

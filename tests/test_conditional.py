@@ -565,7 +565,8 @@ def test_hair_eye_grid(trained_cgan, tmp_path):
     from stylegan_anime.imageio_utils import to_uint8
     with torch.no_grad():
         cell = to_uint8(trained_cgan.recipe.generate(trained_cgan.G, seed_latents([3], 100), torch.tensor([[4, 7]])))
-    np.testing.assert_array_equal(grid[4 * 64:5 * 64, 7 * 64:8 * 64], cell[0])
+    # one image alone vs in a batch of 120: oneDNN may round a conv differently by batch size (±1 grey level)
+    assert np.abs(grid[4 * 64:5 * 64, 7 * 64:8 * 64].astype(int) - cell[0].astype(int)).max() <= 1
 
     path = hair_eye_grid(trained_cgan, tmp_path / "grid.png", z_seed=3, hair=["pink", "gray"], eye="red,blue")
     hh, hw = header_sizes(64, 64)

@@ -41,14 +41,17 @@ def test_status_lines_and_evaluation_without_a_tty_and_log_txt(tmp_path, capsys)
                         "--metrics-kimg", "1000"], capsys)
     assert code == 0, err
     assert STATUS.search(err), err
-    assert re.search(r"evaluating swd, fid10k on 64 images \.\.\.\n", err), err
-    assert re.search(r": swd/64 .* \(evaluated in \d+s\)", err), err
+    # the final evaluation: announced with how to skip it, its progress as lines (no bar), values with a hint
+    assert re.search(r"final evaluation swd, fid10k on 64 images \.\.\. \(skip it with --metrics none\)\n", err), err
+    assert re.search(r": evaluating: 64 images generated in \d+s; scoring them against the reals \.\.\.\n", err), err
+    assert re.search(r": swd \S+ \(lower is better(; real vs real \S+)?\); evaluated in \d+s\n", err), err
     run_dir = out / "00000-dcgan-demo-64"
     log = (run_dir / "log.txt").read_text()
     assert log.startswith(f"run folder: {run_dir}\n")
-    assert "skipping fid10k" in log and "evaluating swd, fid10k" in log and "checkpoint" in log
+    assert "skipping fid10k" in log and "evaluation swd, fid10k" in log and "checkpoint" in log
     assert len(STATUS.findall(log)) >= 2  # one at every --log flush, whatever the console shows
     assert "done: 0.016 kimg" in log
+    assert re.search(r"done: 0\.016 kimg in \d+\.\d minutes of training, \d+\.\d minutes wall ", err), err
 
     # resume with the newest checkpoint truncated: the CLI's warning (said before the run folder is known) and
     # the lines of the continued run are appended; --status-every 0: no status line on the console
@@ -188,3 +191,53 @@ def test_metrics_size_and_labels(tmp_path, capsys):
     assert "reading " + str(folder) in err and "reading reals" in err and "generating" not in err
     import json
     assert json.loads(out)["swd"] > 0 and "swd/64" in json.loads(out)
+
+
+def test_a_long_evaluation_reports_progress_lines():
+    from stylegan_anime.training.evaluation import ProgressLines
+    lines, now = [], [0.0]
+    p = ProgressLines(lines.append, "kimg 4.00: evaluating", 256, every=30.0, clock=lambda: now[0])
+    for _ in range(4):  # 64 images every 20 s: a line once 30 s have passed since the last one, and at the end
+        now[0] += 20.0
+        p.count(64)
+    assert lines == ["kimg 4.00: evaluating: 128/256 images generated (40s)",
+                     "kimg 4.00: evaluating: 256 images generated in 1m20s; scoring them against the reals ..."]
+    now[0] += 60.0
+    p.count(64)  # past the total (tagacc's images after the metrics'): no more lines
+    assert len(lines) == 2
+    quiet = ProgressLines(None, "x", 64, every=30.0)  # a progress bar is shown instead
+    quiet.count(64)
+
+
+def test_metric_lines_say_which_way_is_better():
+    from stylegan_anime.training.evaluation import hint, metrics_line
+    assert hint("swd", 1024, 64) == " (lower is better)"
+    assert hint("swd", 4096, 64) == " (lower is better; real vs real 18.3 on 64 px anime faces)"
+    assert hint("swd", 4096, 128) == " (lower is better)"  # measured at 64 px only
+    assert hint("afd", 1000, 64) == " (higher is better; real faces 0.881)"
+    assert hint("fid10k", 10000, 64) == " (lower is better)"
+    assert hint("swd", 4096, 64, floor=17.04) == " (lower is better; real vs real 17.04)"  # measured beats known
+    values = {"swd/64": 40.0, "swd": 51.0, "swd_floor/64": 9.0, "swd_floor": 18.0, "afd": 0.5}
+    assert metrics_line(values, {"swd": 4096, "afd": 1000}, 128) == (
+        "swd 51 (lower is better; real vs real 18), afd 0.5 (higher is better; real faces 0.881)")
+
+
+def test_progress_lines_count_only_the_metrics_that_run(toy_model, tiny_data, tmp_path, monkeypatch, capsys):
+    """fid10k (10,000 images) cannot run without its Inception file: the lines count SWD's 1,024 images."""
+    from test_trainer import make_cfg
+    from stylegan_anime.training import evaluation
+    from stylegan_anime.training.trainer import Trainer
+
+    def fake_evaluate(names, generate, dataset, warn, num_gen, **kw):
+        warn("skipping fid10k: no Inception file")
+        for _ in range(num_gen["swd"] // 256):
+            generate(256)
+        return {"swd": 1.0}
+    monkeypatch.setattr("stylegan_anime.metrics.evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluation, "PROGRESS_EVERY_S", 1e9)
+    t = Trainer(make_cfg(toy_model, tmp_path, kimg=0.008, metrics="swd,fid10k"), tmp_path / "run", dataset=tiny_data)
+    t.train()
+    err = capsys.readouterr().err
+    assert ("final evaluation swd, fid10k on 10000 images (swd on fewer images: a run under 10 kimg; --metrics-num "
+            "sets the count) ... (skip it with --metrics none)") in err, err
+    assert re.search(r": evaluating: 1024 images generated in \d+s; scoring them", err), err

@@ -4,6 +4,7 @@ weights, Freeze-D), and the one line a GPU preset gets on a CPU."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import math
 import os
@@ -124,11 +125,27 @@ def preset_sizes():
 def test_parameter_counts_equal_nvlabs(preset, res):
     """G and D of every preset at every size it applies to have NVlabs' parameter counts (their networks built
     as train.py builds them; the cifar config is class-conditional: c_dim 10)."""
+    with nvlabs_networks() as nv:
+        _compare_counts(nv, preset, res)
+
+
+@contextlib.contextmanager
+def nvlabs_networks():
+    """NVlabs' training.networks, importable only inside the block: their packages (training, torch_utils,
+    dnnlib) leave no trace in sys.modules or sys.path for the tests that follow."""
+    before = set(sys.modules)
     sys.path.insert(0, str(NVLABS))
     try:
         from training import networks as nv  # noqa: PLC0415
+        yield nv
     finally:
         sys.path.remove(str(NVLABS))
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] in ("training", "torch_utils", "dnnlib"):
+                del sys.modules[name]
+
+
+def _compare_counts(nv, preset: str, res: int) -> None:
     spec, c_dim = nvlabs_spec(preset, res), 10 if preset == "cifar" else 0
     common = dict(channel_base=int(spec["fmaps"] * 32768), channel_max=512, num_fp16_res=4, conv_clamp=256)
     theirs_G = nv.Generator(z_dim=512, c_dim=c_dim, w_dim=512, img_resolution=res, img_channels=3,

@@ -118,11 +118,33 @@ def test_metrics_minutes_evaluate_at_training_time_crossings(toy_model, tiny_dat
     t.train()
     lines = _lines(tmp_path / "run")
     assert [(x["kimg"], x["train_s"]) for x in lines] == [(0.024, 36.0), (0.04, 60.0), (0.064, 96.0)]
-    assert set(lines[0]) == {"kimg", "wall_s", "train_s", "maintenance_s", "cpu_s", "swd"}
+    assert set(lines[0]) == {"kimg", "wall_s", "train_s", "maintenance_s", "cpu_s", "swd", "num_images/swd"}
+    assert {x["num_images/swd"] for x in lines} == {1024}  # --kimg below 10: SWD on 1,024 images, every time
     assert all(x["wall_s"] == x["train_s"] for x in lines)
     ev = _events(tmp_path / "run")
     assert [e.step for e in ev.Scalars("Metrics/swd")] == [24, 40, 64]
     assert [e.step for e in ev.Scalars("MetricsByTime/swd")] == [36, 60, 96]
+
+
+@pytest.mark.parametrize("kimg,num,swd", [(2, None, 1024), (9.9, None, 1024), (10, None, 2048), (49, None, 2048),
+                                           (50, None, 4096), (1000, None, 4096), (2, 300, 300)])
+def test_short_runs_score_swd_on_fewer_images(kimg, num, swd, toy_model, tmp_path):
+    """The final evaluation of a 2-kimg try must not take as long as its training: SWD's count follows --kimg."""
+    from stylegan_anime.training.evaluation import images_for, scaled_because
+    cfg = make_cfg(toy_model, tmp_path, kimg=kimg, metrics_num=num)
+    assert images_for("swd", cfg) == swd
+    assert images_for("fid10k", cfg) == (num or 10_000) and images_for("afd", cfg) == (num or 1000)  # named counts
+    said = scaled_because(["swd"], cfg)  # the console says why, when the rule cut the count
+    assert (f"a run under {10 if kimg < 10 else 50} kimg" in said) == (swd < 4096 and num is None), said
+
+
+def test_the_evaluation_asks_the_metrics_for_the_rule_s_count(toy_model, tiny_data, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr("stylegan_anime.metrics.evaluate",
+                        lambda names, *a, num_gen=None, **k: asked.append(dict(num_gen)) or {"swd": 1.0})
+    t = Trainer(make_cfg(toy_model, tmp_path, kimg=0.016, metrics="swd"), tmp_path / "run", dataset=tiny_data)
+    t.train()
+    assert asked == [{"swd": 1024}] and _lines(tmp_path / "run")[-1]["num_images/swd"] == 1024
 
 
 @pytest.mark.parametrize("field,value", [("minutes", 0.0), ("minutes", -1.0), ("minutes", math.nan),
@@ -224,3 +246,57 @@ def test_compare_plots_training_hours_and_tabulates_training_minutes(tmp_path):
     header, _, *cells = compare.format_table(rows).splitlines()
     col = header.index("train min") + len("train min")  # right-aligned under its header
     assert [c[:col].split()[-1] for c in cells] == ["90.0", "-", "12.0"]
+
+
+def _short_run(tmp_path, name="00000-stylegan2-demo-64"):
+    """A short run: Loss/G, Loss/D events and its one (final) evaluation, SWD with its four levels."""
+    from torch.utils.tensorboard import SummaryWriter
+    run = tmp_path / name
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "stylegan2", "size": 64}))
+    swd = {"swd": 51.0, "swd/64": 40.0, "swd/32": 50.0, "swd/16": 55.0, "swd/8": 59.0, "num_images/swd": 1024,
+           "swd_floor": 18.0}
+    (run / "metrics.jsonl").write_text(json.dumps({"kimg": 4.0, "train_s": 150.0, "wall_s": 150.0, **swd}) + "\n")
+    w = SummaryWriter(str(run))
+    for step in (1000, 2000, 3000, 4000):
+        w.add_scalar("Loss/G", 1.0, step)
+        w.add_scalar("Loss/D", 1.0, step)
+        w.add_scalar("Progress/train_seconds", step * 0.0375, step)
+    w.close()
+    return run
+
+
+def test_compare_table_fits_a_terminal(tmp_path):
+    from stylegan_anime.tools import compare
+    runs = [_short_run(tmp_path, f"0000{i}-stylegan2-demo-64") for i in range(2)]
+    rows = compare.compare_runs(runs)
+    assert "num_images/swd_best" not in rows[0]  # a count, not a metric
+    wide = compare.format_table(rows, width=None, levels=True)
+    assert max(map(len, wide.splitlines())) > 120  # what used to be printed: every level of SWD, best and last
+    for width in (80, 120):
+        table = compare.format_table(rows, width=width)
+        lines = table.splitlines()
+        assert max(map(len, lines)) <= width, table
+        blocks = table.split("\n\n")
+        assert all(b.startswith("run ") and all(r.name in b for r in runs) for b in blocks), table
+        assert "swd best (lower)" in table and "swd/64" not in table and "floor" not in table  # the mean alone
+    assert "swd/64 best" in compare.format_table(rows, width=80, levels=True)
+    assert len(compare.format_table(rows, width=None).split("\n\n")) == 1  # no limit: one block
+
+
+def test_compare_plot_of_a_short_run_draws_its_losses_not_a_panel_per_level(tmp_path):
+    from stylegan_anime.tools import compare
+    fig = compare._figure(compare._load_all([_short_run(tmp_path)], progress=False))
+    titles = [ax.get_title() for ax in fig.axes[::2]]
+    assert titles == ["swd (lower is better)", "Loss/G", "Loss/D"], titles  # not swd/64, swd/32 ... one dot each
+    (loss,) = fig.axes[2].get_lines()
+    assert len(loss.get_xdata()) == 4 and loss.get_marker() == "o" and loss.get_linestyle() == "-"
+
+
+def test_compare_script_wraps_at_width(tmp_path):
+    import subprocess
+    _short_run(tmp_path)
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "compare_runs.py"), str(tmp_path),
+                          "--width", "80", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert max(map(len, out.stdout.splitlines())) <= 80 and "swd best" in out.stdout, out.stdout

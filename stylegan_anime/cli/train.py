@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -79,7 +80,8 @@ faces) or 'demo:N'. kimg counts thousands of real images shown to D. Ctrl-C save
 
 \b
 Exit codes: 0 done; 2 a user error (one line); 3 diverged: --max-skipped iterations in a row had NaN/inf
-gradients (nothing saved after the last good checkpoint; learning rate, --gamma or fp16 are likely causes);
+gradients, or the networks exploded (a weight above 1e5 or NaN, a loss above 1e8) (nothing saved after the last
+good checkpoint; learning rate, --gamma or fp16 are likely causes);
 130 interrupted (Ctrl-C / SIGTERM on any process) after saving a checkpoint; 1 another process of the run failed.
 """
 
@@ -96,12 +98,18 @@ gradients (nothing saved after the last good checkpoint; learning rate, --gamma 
               help="...or until this many minutes of training time, whichever comes first (evaluation, grids and "
                    "checkpoints are not counted); then the final grids, metrics and checkpoint as at --kimg")
 @click.option("--outdir", default="runs", show_default=True, help="runs are written to OUTDIR/NNNNN-model-data-size")
-@click.option("--resume", default=None, help="'auto' (newest run in --outdir) or a checkpoint / run folder")
+@click.option("--resume", default=None, help="'auto' (newest run in --outdir) or a checkpoint / run folder; an "
+                                              "imported model (stylegan-anime import) is fine-tuned in a new run")
+@click.option("--fresh", is_flag=True, default=False,
+              help="with --resume: fine-tune, i.e. start a NEW run from the checkpoint's networks (G, D, G_ema) at "
+                   "0 kimg with fresh optimisers, augmentation and RNG, as an imported model does")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True, help="mixed precision")
 @click.option("--xflip/--no-xflip", default=False, show_default=True, help="random horizontal flips of the reals")
 @click.option("--snap", "snap_kimg", type=float, default=10.0, show_default=True, help="checkpoint every N kimg")
 @click.option("--grid", "grid_kimg", type=float, default=2.0, show_default=True, help="sample grid every N kimg")
+@click.option("--grid-size", type=int, default=None,
+              help="sample grids are N x N [default: 8, fewer above 256 px so that a grid stays <= 2048 px wide]")
 @click.option("--log", "log_kimg", type=float, default=0.5, show_default=True, help="scalars to TensorBoard every N kimg")
 @click.option("--keep", type=int, default=3, show_default=True, help="checkpoints kept (newest)")
 @click.option("--augment", type=click.Choice(["none", "diffaug"]), default="none", show_default=True,
@@ -113,7 +121,7 @@ gradients (nothing saved after the last good checkpoint; learning rate, --gamma 
 @click.option("--aug-speed", "aug_speed_kimg", type=float, default=100.0, show_default=True,
               help="adaptive p can go from 0 to 1 in this many kimg")
 @click.option("--metrics", default="swd", show_default=True,
-              help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd) or none")
+              help="metrics of G_ema during training, comma-separated (fid10k, fid50k, kid, swd, afd, c2st) or none")
 @click.option("--metrics-kimg", type=float, default=50.0, show_default=True, help="evaluate every N kimg and at the end")
 @click.option("--metrics-minutes", type=float, default=None,
               help="evaluate every N minutes of training time and at the end; alone it replaces the --metrics-kimg "
@@ -132,8 +140,9 @@ gradients (nothing saved after the last good checkpoint; learning rate, --gamma 
 @click.option("--max-skipped", type=int, default=50, show_default=True,
               help="a diverged run stops (exit code 3, nothing saved after the last good checkpoint) after N "
                    "iterations in a row with most optimiser steps skipped for NaN/inf gradients; 0: never")
-@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True,
-              help="custom ops: fused CUDA kernels (built on first use), the PyTorch reference, or auto")
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref", "cpu"]), default="auto", show_default=True,
+              help="custom ops: fused CUDA kernels (built on first use), the PyTorch reference, auto, or cpu (fused "
+                   "CPU kernels, built on first use; only when asked for)")
 @_model_options
 @click.pass_context
 def train(ctx, **kw):
@@ -161,12 +170,16 @@ def _train(ctx, kw: dict, d) -> None:
 
     say = console.say if d.is_main else (lambda msg: None)
     _quiet_thread_write_errors()
+    started = time.monotonic()  # the `done:` line's wall minutes
     given = {k for k in kw if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
     if "metrics_minutes" in given and "metrics_kimg" not in given:  # evaluate by training time only
         kw["metrics_kimg"] = None
         given.add("metrics_kimg")
     model_keys = set(_model_fields())
     resume = kw.pop("resume")
+    fresh = kw.pop("fresh")
+    if fresh and not resume:
+        raise ConfigError("--fresh starts a new run from a checkpoint's weights: give that checkpoint with --resume")
     state = None
     warn = lambda msg: say(f"warning: {msg}")  # noqa: E731
     held = None  # the RunLock of the run folder this process writes (rank 0 only)
@@ -181,12 +194,16 @@ def _train(ctx, kw: dict, d) -> None:
         held = _lock_run(ctx, _run_of(resume), d)  # before reading: no other process writes there meanwhile
         state = load_checkpoint(resume, warn=warn, set_aside=held is not None and Path(resume).is_dir())
 
+    if state is not None and fresh and "imported" not in state:
+        state = weights_only(state)
     imported = state is not None and "imported" in state  # an imported network: fine-tune it in a new run
     if state is None:
-        cfg = _new_config(kw, given, model_keys)
+        cfg = _new_config(kw, given, model_keys, gpus=d.world)
     else:
         cfg = _resumed_config(state, kw, given, model_keys, fine_tune=imported)
     validate(cfg, world=d.world)
+    from ..training.trainer import resolve_device
+    resolve_device(cfg.device)  # a device this machine lacks is an error before a run folder is made
     if state is not None and state["progress"]["nimg"] >= cfg.kimg * 1000:
         raise ConfigError(f"the run already reached {state['progress']['nimg'] / 1000:g} kimg; "
                           f"pass a larger --kimg to train further")
@@ -201,6 +218,11 @@ def _train(ctx, kw: dict, d) -> None:
         barrier(d)
     from ..training.trainer import check_labels
     check_labels(cfg, dataset)
+    if d.is_main and (state is None or imported) and _device_type(cfg.device) == "cpu":
+        from ..training.cpu_estimate import cpu_preset_hint
+        hint = cpu_preset_hint(cfg)  # a GPU preset on a CPU: the expected speed, within seconds
+        if hint:
+            say(hint)
     run_dir = None
     if d.is_main:  # errors above come before any folder is made
         if state is None or imported:
@@ -233,7 +255,9 @@ def _train(ctx, kw: dict, d) -> None:
         say(f"error: {e}")
         barrier(d)
         sys.exit(EXIT_DIVERGED)
-    say(f"done: {trainer.nimg / 1000:g} kimg in {trainer.train_s / 60:.1f} minutes of training; checkpoint {path}\n"
+    say(f"done: {trainer.nimg / 1000:g} kimg in {trainer.train_s / 60:.1f} minutes of training, "
+        f"{(time.monotonic() - started) / 60:.1f} minutes wall (data, evaluation, grids, checkpoints included); "
+        f"checkpoint {path}\n"
         f"view: tensorboard --logdir {cfg.outdir}")
 
 
@@ -272,7 +296,20 @@ def _lock_run(ctx, run: Path | None, d) -> RunLock | None:
     return lock
 
 
-def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
+def _device_type(name: str) -> str:
+    import torch
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name.split(":")[0]
+
+
+def weights_only(state: dict) -> dict:
+    """A run's checkpoint as a model to fine-tune (--fresh): its config and networks, progress from 0 kimg, no
+    optimiser, augmentation, RNG or recipe state (what `import` writes for an NVlabs pickle)."""
+    return {"format": state.get("format"), "config": state["config"], "nets": state["nets"],
+            "progress": {"nimg": 0, "iteration": 0, "skipped": 0},
+            "imported": {"from": str(state.get("path", "")), "kimg": state["progress"]["nimg"] / 1000}}
+
+
+def _new_config(kw: dict, given: set[str], model_keys: set[str], gpus: int = 1) -> TrainConfig:
     if not kw.get("data"):
         raise ConfigError("--data is required: a folder of images, a .zip, a packed set, or 'demo'")
     recipe_cls = get_recipe(kw["model"])
@@ -282,8 +319,11 @@ def _new_config(kw: dict, given: set[str], model_keys: set[str]) -> TrainConfig:
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise ConfigError(f"{flags} does not apply to --model {kw['model']}")
     model_cfg = recipe_cls.make_config(**{k: kw[k] for k in own})
-    model_cfg = dataclasses.asdict(recipe_cls.resolve_config(model_cfg, kw["size"]))  # config.json: the values used
+    # config.json: the values used (the auto preset's batch depends on the number of processes, as in NVlabs')
+    model_cfg = dataclasses.asdict(recipe_cls.resolve_config(model_cfg, kw["size"], gpus))
     trainer_kw = {k: v for k, v in kw.items() if k not in model_keys}
+    if trainer_kw.get("grid_size") is None:  # 8 x 8 up to 256 px; 4 x 4 at 512, 2 x 2 at 1024 (PNG encoding time)
+        trainer_kw["grid_size"] = min(8, max(2, 2048 // kw["size"]))
     return TrainConfig(**trainer_kw, model_cfg=model_cfg)
 
 
@@ -296,8 +336,23 @@ def _resumed_config(state: dict, kw: dict, given: set[str], model_keys: set[str]
     if fine_tune:
         saved.outdir = kw["outdir"]
         if not kw.get("data"):
-            raise ConfigError("fine-tuning an imported network needs --data")
-    for key in sorted(given - {"outdir", "resume"}):
+            raise ConfigError("fine-tuning needs --data: the images to fine-tune on")
+        if "size" in given and kw["size"] != saved.size:
+            raise ConfigError(f"the model is {saved.size} px and fine-tuning trains at its size: drop --size "
+                              f"{kw['size']} (images are resized to {saved.size}), or start from a "
+                              f"{kw['size']} px model")
+        # A new run: every trainer setting comes from this command (defaults included), not from the run the
+        # weights came from; the model (architecture, size, label vocabulary) stays.
+        for f in dataclasses.fields(TrainConfig):
+            if f.name in kw and f.name not in ("size", "model", "model_cfg", "label_names"):
+                setattr(saved, f.name, kw[f.name])
+        if saved.grid_size is None:
+            saved.grid_size = min(8, max(2, 2048 // saved.size))
+        recipe_cls = get_recipe(saved.model)
+        if saved.labels and not recipe_cls.needs_labels(recipe_cls.make_config(**saved.model_cfg)):
+            raise ConfigError(f"--labels {saved.labels}: the model is unconditional and would ignore them; drop "
+                              f"--labels (or fine-tune a conditional model)")
+    for key in sorted(given - {"outdir", "resume", "fresh"}):
         if key in RESUMABLE_OVERRIDES or key == "data":
             setattr(saved, key, kw[key])
             continue

@@ -2,7 +2,8 @@
 
 A run folder holds `config.json`, TensorBoard event files (one per training session: a resumed run adds
 one) and, when metrics were evaluated during training, `metrics.jsonl` with one JSON object per evaluation,
-`{"kimg": float, "train_s": float, "maintenance_s": float, "cpu_s": float, "wall_s": float, "<metric>": float}`
+`{"kimg": float, "train_s": float, "maintenance_s": float, "cpu_s": float, "wall_s": float, "<metric>": float,
+"num_images/<metric>": int}`
 (runs before train_s have only wall_s, which counted evaluation time too).
 
     train min    minutes of training time (train_s: evaluation, grids and checkpoints not counted), from the
@@ -34,9 +35,14 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-HIGHER_IS_BETTER = ("afd", "is", "precision", "recall", "pr_", "acc")
+HIGHER_IS_BETTER = ("afd", "is", "precision", "recall", "pr_", "acc", "c2st_loss")  # c2st (accuracy): lower
 LOWER_IS_BETTER = ("fid", "kid", "swd", "ppl")
 _EVENTS = re.compile(r"events\.out\.tfevents\.(\d+)")
+
+
+def is_part(metric: str) -> bool:
+    """A part of a metric, or its reference, rather than a metric: swd/64, tagacc/hair, swd_floor (real vs real)."""
+    return "/" in metric or metric.endswith("_floor")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -168,6 +174,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
 
 
 TIME_KEYS = ("kimg", "wall_s", "train_s", "maintenance_s", "cpu_s")  # metrics.jsonl keys that are not metrics
+COUNT_PREFIX = "num_images/"  # num_images/<metric>: how many generated images it scored (not a metric either)
 
 
 def _read_metrics_jsonl(file: Path) -> tuple[dict[str, Series], float | None]:
@@ -186,7 +193,7 @@ def _read_metrics_jsonl(file: Path) -> tuple[dict[str, Series], float | None]:
         kimg, wall = float(entry["kimg"]), float(entry.get("train_s", entry.get("wall_s", math.nan)))
         last_train_s = float(entry["train_s"]) if "train_s" in entry else last_train_s
         for k, v in entry.items():
-            if k in TIME_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+            if k in TIME_KEYS or k.startswith(COUNT_PREFIX) or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             rows.setdefault(k, []).append((kimg * 1000, float(v), wall))
     out = {}
@@ -252,41 +259,85 @@ def _num(v, fmt: str = ".4g") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
 
-def format_table(rows: Sequence[dict]) -> str:
-    """Aligned plain text: text columns left-aligned, numbers right-aligned; '-' where a value is missing."""
+TERMINAL = "terminal"  # format_table's width: the terminal's columns when stdout is one, else no limit
+
+
+def terminal_width() -> int | None:
+    """The columns of the terminal stdout writes to (at least 40), or None when it is no terminal (a pipe, a file)."""
+    import shutil  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def format_table(rows: Sequence[dict], width: int | str | None = TERMINAL, levels: bool = False) -> str:
+    """Aligned plain text: text columns left-aligned, numbers right-aligned; '-' where a value is missing.
+
+    The parts of a metric (swd/64, swd/32 ..., tagacc/hair) and its real-vs-real floor (swd_floor) are left out
+    unless `levels`. `width`: the most characters a line may have (TERMINAL: the terminal's width when stdout is
+    one, else no limit; None: no limit); a wider table is wrapped into blocks of columns, each block starting
+    with the run's name, one blank line between blocks."""
     if not rows:
         return "(no runs)"
     metrics: list[str] = []
     for row in rows:
-        metrics += [k[:-5] for k in row if k.endswith("_best") and k[:-5] not in metrics]
-    header = ["run", "model", "size", "kimg", "train min", "wall", "img/s"]
+        metrics += [k[:-5] for k in row if k.endswith("_best") and k[:-5] not in metrics
+                    and (levels or not is_part(k[:-5]))]
+    columns = [("run", [str(r.get("run", "")) for r in rows], True),
+               ("model", [str(r.get("model", "")) for r in rows], True),
+               ("size", [_num(r.get("size"), "d") for r in rows], False),
+               ("kimg", [_num(r.get("kimg"), ".4g") for r in rows], False),
+               ("train min", [_num(r.get("train_minutes"), ".1f") for r in rows], False),
+               ("wall", [format_duration(r.get("wall_s")) for r in rows], False),
+               ("img/s", [_num(r.get("img_per_s"), ".1f") for r in rows], False)]
     for m in metrics:
         arrow = "lower" if lower_is_better(m) else "higher"
-        header += [f"{m} best ({arrow})", f"{m} last"]
-    table = []
-    for row in rows:
-        cells = [str(row.get("run", "")), str(row.get("model", "")), _num(row.get("size"), "d"),
-                 _num(row.get("kimg"), ".4g"), _num(row.get("train_minutes"), ".1f"),
-                 format_duration(row.get("wall_s")), _num(row.get("img_per_s"), ".1f")]
-        for m in metrics:
-            best, at = row.get(f"{m}_best"), row.get(f"{m}_best_kimg")
-            cells += ["-" if best is None else f"{best:.4g} @{at:g}kimg", _num(row.get(f"{m}_last"))]
-        table.append(cells)
-    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
-    left = {0, 1}
+        best = ["-" if r.get(f"{m}_best") is None else f"{r[f'{m}_best']:.4g} @{r[f'{m}_best_kimg']:g}kimg"
+                for r in rows]
+        columns += [(f"{m} best ({arrow})", best, False), (f"{m} last", [_num(r.get(f"{m}_last")) for r in rows], False)]
+    limit = terminal_width() if width == TERMINAL else width
+    return "\n\n".join(_block(cols) for cols in _wrap(columns, limit))
+
+
+def _column_width(column) -> int:
+    header, cells, _ = column
+    return max(len(c) for c in [header, *cells])
+
+
+def _wrap(columns: list, limit: int | None) -> list[list]:
+    """The columns in blocks of at most `limit` characters a line (2 between columns); every block after the
+    first starts with the run column again. A single column wider than the limit gets a block of its own."""
+    if limit is None or sum(_column_width(c) + 2 for c in columns) - 2 <= limit:
+        return [columns]
+    blocks, block = [], [columns[0]]
+    for column in columns[1:]:
+        if len(block) > 1 and sum(_column_width(c) + 2 for c in block + [column]) - 2 > limit:
+            blocks.append(block)
+            block = [columns[0]]
+        block.append(column)
+    return blocks + [block]
+
+
+def _block(columns: list) -> str:
+    widths = [_column_width(c) for c in columns]
 
     def line(cells):
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.ljust(w) if left else c.rjust(w)
+                         for c, w, (_, _, left) in zip(cells, widths, columns)).rstrip()
 
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), sep] + [line(c) for c in table])
+    rows = [line([c[1][i] for c in columns]) for i in range(len(columns[0][1]))]
+    return "\n".join([line([c[0] for c in columns]), "  ".join("-" * w for w in widths)] + rows)
 
 
 # ----------------------------------------------------------------------------------------------------- plot
 def plot_runs(run_dirs: Sequence[str | os.PathLike], out_png: str | os.PathLike, progress: bool = False) -> Path:
-    """One row of subplots per metric (from metrics.jsonl / Metrics/*), plotted against kimg (left) and
-    training hours (right), one line per run with a legend. Runs without any metric get rows for Loss/G and
-    Loss/D from their events instead. Uses matplotlib's Agg canvas directly (no pyplot, no global backend)."""
+    """One row of subplots per metric (from metrics.jsonl / Metrics/*; not their parts such as swd/64), plotted
+    against kimg (left) and training hours (right), one line per run with a legend. Runs without any metric, or
+    with a single evaluation (a short run), get rows for Loss/G and Loss/D from their events too. Uses matplotlib's Agg canvas directly (no pyplot, no global backend)."""
     out = Path(out_png)
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise ValueError(f"plot format must be .png, .pdf, .svg or .jpg, got {out.name!r}")
@@ -302,9 +353,12 @@ def _figure(runs: Sequence[Run]) -> Figure:
 
     panels: list[tuple[str, list[tuple[str, "Series"]]]] = []  # (title, [(run name, series)])
     for m in _metric_names(runs):
+        if is_part(m):  # swd/64, swd/32 ..., tagacc/hair, swd_floor: the metric's mean stands for them
+            continue
         arrow = "lower is better" if lower_is_better(m) else "higher is better"
         panels.append((f"{m} ({arrow})", [(r.name, r.metrics[m]) for r in runs if m in r.metrics]))
-    bare = [r for r in runs if not r.metrics]
+    # a run without metrics, or with one evaluation only (a short run: its final one), is also drawn by its losses
+    bare = [r for r in runs if max((len(s.step) for s in r.metrics.values()), default=0) < 2]
     for tag in ("Loss/G", "Loss/D"):
         curves = [(r.name, r.scalars[tag]) for r in bare if tag in r.scalars]
         if curves:
@@ -318,7 +372,7 @@ def _figure(runs: Sequence[Run]) -> Figure:
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for (title, curves), (ax_k, ax_t) in zip(panels, axes):
-        for name, s in curves:
+        for name, s in curves:  # lines with markers where the points are few (one point: a marker alone)
             marker = "o" if len(s.step) < 20 else None
             ax_k.plot(s.kimg, s.value, marker=marker, color=colors[name], label=name)
             ok = np.isfinite(s.wall)

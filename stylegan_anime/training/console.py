@@ -221,6 +221,27 @@ def ignore_hangup():
         return None
 
 
+def install_stop_handlers(request_stop) -> dict:
+    """While a run trains: SIGINT and SIGTERM call request_stop(signum, frame), SIGHUP is noted and ignored. Returns
+    {signal: previous handler} for restore_handlers; in a thread other than the main one, signals are left alone."""
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, request_stop)
+        except ValueError:  # not the main thread
+            pass
+    hup = ignore_hangup()  # a closed terminal: noted in log.txt, training goes on
+    if hup is not None:
+        old[hup[0]] = hup[1]
+    return old
+
+
+def restore_handlers(old: dict) -> None:
+    """Put back the handlers install_stop_handlers replaced."""
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
 def restore_hangup(previous) -> None:
     if previous is not None:
         try:
@@ -274,5 +295,5 @@ def format_duration(seconds: float) -> str:
 
 
 __all__ = ["GuardedStream", "RunLog", "begin_command", "close_run_log", "command_run_log", "end_command",
-           "format_duration", "guard_std_streams", "guarded", "ignore_hangup", "isatty", "log", "open_run_log",
-           "restore_hangup", "say", "stderr"]
+           "format_duration", "guard_std_streams", "guarded", "ignore_hangup", "install_stop_handlers", "isatty", "log",
+           "open_run_log", "restore_handlers", "restore_hangup", "say", "stderr"]

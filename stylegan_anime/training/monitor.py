@@ -124,9 +124,13 @@ class Monitor:
             console.log(line)
         return line
 
+    def losses(self) -> dict[str, float]:
+        """The mean losses since the last flush ({'D': 0.69, 'G': 1.2}), else those of the last flush."""
+        return {k.split("/", 1)[1]: (self.sums[k] / self.counts[k]).item() for k in self.sums
+                if k.startswith("Loss/")} or dict(self._losses)
+
     def status_line(self, nimg: int, train_s: float, augment_p: float | None = None) -> str:
-        losses = {k.split("/", 1)[1]: (self.sums[k] / self.counts[k]).item() for k in self.sums
-                  if k.startswith("Loss/")} or self._losses
+        losses = self.losses()
         dn, dt = nimg - self._status_nimg, train_s - (self._status_train_s or 0.0)  # since the last status line
         sec_per_img = dt / dn if dn > 0 and dt > 0 else math.nan
         self._status_nimg, self._status_train_s = nimg, train_s
@@ -169,6 +173,14 @@ class Monitor:
             self.writer.close()
         finally:
             console.close_run_log(self.run_log)
+
+
+def run_hparams(cfg, recipe_cfg) -> dict:
+    """Flat hyperparameters for TensorBoard's HPARAMS tab: model, size, batch, amp, data and every model value."""
+    import dataclasses  # noqa: PLC0415
+    out = {"model": cfg.model, "size": cfg.size, "batch": cfg.batch, "amp": cfg.amp, "data": cfg.data}
+    out.update({f"m.{k}": v for k, v in dataclasses.asdict(recipe_cfg).items() if isinstance(v, (int, float, str, bool))})
+    return out
 
 
 def _in_notebook() -> bool:
