@@ -18,7 +18,8 @@ from stylegan_anime.metrics import registry as evaluate_mod
 from stylegan_anime.metrics import inception as inc
 from stylegan_anime.metrics import stats as stats_mod
 from stylegan_anime.metrics.fid import mmd2_unbiased, polynomial_kernel
-from stylegan_anime.metrics.swd import SWDAccumulator, _up, laplacian_pyramid, patch_positions, pyramid_sizes, swd
+from stylegan_anime.metrics.swd import (SWDAccumulator, _up, disjoint_halves, floor_values, laplacian_pyramid,
+                                        patch_positions, pyramid_sizes, swd, swd_from_accumulators)
 
 
 
@@ -176,6 +177,43 @@ def test_swd_zero_on_identical_sets_monotone_in_noise_and_deterministic():
     a = swd(ims, other, patches_per_image=32, dirs_per_repeat=32, seed=5)
     assert a == swd(ims, other, patches_per_image=32, dirs_per_repeat=32, seed=5)
     assert a != swd(ims, other, patches_per_image=32, dirs_per_repeat=32, seed=6)
+
+
+def test_evaluate_reports_the_disjoint_real_vs_real_swd_floor_per_level_cached(tmp_path, monkeypatch):
+    reals = faces(40, 32)
+    noise = np.random.default_rng(0).normal(0, 32, (16, 32, 32, 3))
+    gen = np.clip(faces(16, 32, seed=4) + noise, 0, 255).astype(np.uint8)    # noisy faces
+    kw = dict(num_gen=16, progress=False, cache_dir=tmp_path, batch_size=8)
+    res = evaluate(["swd"], gen_from(gen), make_dataset(reals), **kw)
+    # the swd value itself is unchanged: generated vs the first 16 reals of the fixed permutation
+    perm = np.random.default_rng(0).permutation(40)
+    assert res["swd"] == pytest.approx(swd(reals[perm[:16]], gen)["swd"], rel=1e-6)
+    # the floor: the same SWD between those reals and the next 16, disjoint from them, per level and mean
+    floor = swd(reals[perm[:16]], reals[perm[16:32]])
+    for size in (32, 16):
+        assert res[f"swd_floor/{size}"] == pytest.approx(floor[f"swd/{size}"], rel=1e-6)
+    assert res["swd_floor"] == pytest.approx(floor["swd"], rel=1e-6) and res["swd_floor"] > 0
+    assert res["swd_floor"] < res["swd"]             # noisy faces are further from the reals than reals are
+    assert any(f.startswith("swd-floor-16-") for f in os.listdir(tmp_path / "metrics"))
+    computed = []
+    monkeypatch.setattr(evaluate_mod, "swd_from_accumulators",
+                        lambda *a, **k: computed.append(1) or swd_from_accumulators(*a, **k))
+    again = evaluate(["swd"], gen_from(gen), make_dataset(reals), **kw)
+    assert again == res and len(computed) == 1       # only generated vs real: the floor came from the cache
+    # a dataset with fewer than 2 x num_gen reals: two halves of 20
+    small = evaluate(["swd"], gen_from(faces(30, 32, seed=4)), make_dataset(reals), **dict(kw, num_gen=30))
+    half = swd(reals[perm[:20]], reals[perm[20:]])
+    assert small["swd_floor"] == pytest.approx(half["swd"], rel=1e-6)
+
+
+def test_disjoint_halves_and_floor_values():
+    a, b = disjoint_halves(11, 8)
+    assert len(a) == len(b) == 5 and not set(a) & set(b)
+    a2, _ = disjoint_halves(11, 3)
+    assert np.array_equal(a2, np.random.default_rng(0).permutation(11)[:3])  # the metric's own real subset
+    assert floor_values([64, 32], [3.0, 5.0]) == {"swd_floor/64": 3.0, "swd_floor/32": 5.0, "swd_floor": 4.0}
+    with pytest.raises(ValueError, match="2 levels"):
+        floor_values([64, 32], [1.0])
 
 
 # ----------------------------------------------------------------------------- Inception
@@ -359,7 +397,7 @@ def test_evaluate_fid_kid_swd_and_real_stats_cached(tmp_path, monkeypatch):
     res = evaluate(["fid10k", "kid", "swd"], gen_from(ims), ds, **kw)
     assert res["fid10k"] == pytest.approx(0.0, abs=1e-6)      # generated == reals
     assert abs(res["kid"]) < 1e-2 and res["swd"] == pytest.approx(0.0, abs=1e-6)
-    assert set(res) == {"fid10k", "kid", "swd", "swd/32", "swd/16"}
+    assert set(res) == {"fid10k", "kid", "swd", "swd/32", "swd/16", "swd_floor", "swd_floor/32", "swd_floor/16"}
     other = faces(20, 32, seed=3)[:, :, ::-1].copy()            # mirrored faces of another seed
     res2 = evaluate(["fid10k", "kid", "swd"], gen_from(other), ds, **kw)
     assert res2["fid10k"] > 1e-4 and res2["swd"] > 1.0

@@ -16,6 +16,12 @@ Recipe, after the paper's description:
    unit directions: project both sets, sort, average |a_(i) - b_(i)|.  Sets of different sizes are
    truncated to the smaller one.  Values are reported x1e3, per level and averaged.
 
+The floor: SWD between two *disjoint* sets of reals of the same size (:func:`disjoint_halves`) is
+what a perfect generator would score with that many images; each level has its own floor (the
+coarse level's is the highest: its 7x7 patches overlap across a 16 px image, so they are fewer
+independent samples). ``evaluate`` reports it beside the metric as ``swd_floor/<size>`` and
+``swd_floor``, so every level can be read against its floor.
+
 Everything random (patch positions, directions) comes from ``seed``: equal inputs give equal results.
 Patch positions depend only on (seed, level, image index), so image i of both sets is cut at the same
 places (two identical sets score exactly 0) and a set split over processes gives what one pass gives.
@@ -29,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SWDAccumulator", "laplacian_pyramid", "patch_positions", "pyramid_sizes", "sliced_wasserstein", "swd"]
+__all__ = ["SWDAccumulator", "disjoint_halves", "floor_values", "laplacian_pyramid", "patch_positions",
+           "pyramid_sizes", "sliced_wasserstein", "swd"]
 
 MIN_LEVEL = 16
 PATCH = 7
@@ -263,3 +270,25 @@ def swd(images_a: np.ndarray | Iterable[np.ndarray], images_b: np.ndarray | Iter
             raise ValueError("SWD needs non-empty image sets")
         accs.append(acc)
     return swd_from_accumulators(accs[0], accs[1], dir_repeats, dirs_per_repeat, seed=seed, device=device)
+
+
+def disjoint_halves(num_total: int, num: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint index sets of ``m = min(num, num_total // 2)`` reals each, for the real-vs-real floor.
+
+    Entries ``[0, m)`` and ``[m, 2m)`` of the fixed permutation of the dataset that real subsets come from
+    (``numpy.random.default_rng(seed).permutation``): the first is the metric's own real subset whenever
+    that is a proper subset (:func:`.stats.real_subset`).
+    """
+    m = min(int(num), int(num_total) // 2)
+    perm = np.random.default_rng(seed).permutation(int(num_total))
+    return perm[:m], perm[m:2 * m]
+
+
+def floor_values(sizes: list[int], levels) -> dict[str, float]:
+    """Per-level floor values (same order as ``sizes``) -> ``{'swd_floor/<size>': ..., 'swd_floor': mean}``."""
+    levels = [float(v) for v in np.asarray(levels).reshape(-1)]
+    if len(levels) != len(sizes):
+        raise ValueError(f"SWD floor: {len(levels)} values for {len(sizes)} levels")
+    out = {f"swd_floor/{s}": v for s, v in zip(sizes, levels)}
+    out["swd_floor"] = float(np.mean(levels))
+    return out
