@@ -5,6 +5,9 @@ Every op takes `impl=None | 'auto' | 'cuda' | 'ref'`:
 - `'ref'`:  the pure-PyTorch reference (any device, any float dtype, differentiable to any order).
 - `'cuda'`: the fused CUDA kernels (see `build.py`: compiled just in time on first use and cached). Raises
             a RuntimeError that says why when they cannot run (CPU tensor, no nvcc, compiler error, ...).
+- `'cpu'`:  the fused CPU kernels (`upfirdn2d_cpu.cpp`, `bias_act_cpu.cpp`: vectorised loops, AVX-512 when the
+            CPU has it, at::parallel_for), built and cached like the CUDA ones; CPU tensors only. Never chosen
+            by 'auto': only `--ops cpu` / impl='cpu' (see docs/benchmarks.md for what it pays).
 - `'auto'`: the CUDA kernels for CUDA tensors when they build, else the reference. A failed build falls
             back with one warning per process (the reason and the build log's path).
 - `None`:   the process-wide default, settable with `set_default_impl()` (the CLI's `--ops` flag).
@@ -27,17 +30,24 @@ from . import build
 __all__ = [
     "IMPLS",
     "OpsFallbackWarning",
+    "OpsUnavailableError",
     "set_default_impl",
     "get_default_impl",
     "resolve_impl",
     "doctor_report",
     "set_poison_outputs",
     "poison_outputs",
+    "record_usage",
 ]
 
-IMPLS = ("auto", "cuda", "ref")
+IMPLS = ("auto", "cuda", "ref", "cpu")  # 'cpu': the fused CPU kernels, only when asked for (see _resolve_cpu)
 
 _default_impl = "auto"
+
+
+class OpsUnavailableError(RuntimeError):
+    """impl='cuda' (--ops cuda) cannot run: no CUDA tensor, a call the kernels lack, or a plugin that did not
+    build or failed its self-test (the message then has the max error). The CLI may report it in one line."""
 
 
 class OpsFallbackWarning(UserWarning):
@@ -72,6 +82,19 @@ def _is_cuda(x: torch.Tensor) -> bool:
     return x.is_cuda
 
 
+_usage: dict[tuple[str, str, str], int] | None = None  # see record_usage
+
+
+def record_usage(on: bool) -> dict[tuple[str, str, str], int] | None:
+    """Start (on=True) or stop counting which implementation each op call resolved to, per dtype: returns the
+    counts so far {(op, 'cuda' | 'ref', dtype name): calls} and, when stopping, forgets them. Off by default
+    (the first training step turns it on for itself, see training/sanity.py)."""
+    global _usage
+    counts = _usage
+    _usage = {} if on else None
+    return counts
+
+
 def resolve_impl(impl: str | None, x: torch.Tensor, op: str | None = None, unsupported: str | None = None) -> str:
     """Turn a requested `impl` (or None = the default) into the one to run on `x`: 'cuda' or 'ref'.
 
@@ -80,23 +103,35 @@ def resolve_impl(impl: str | None, x: torch.Tensor, op: str | None = None, unsup
                  lack, a filter that needs a gradient), or None. 'auto' then quietly takes 'ref'.
     Building the plugin (first use only) happens here, for CUDA tensors only.
     """
+    chosen = _resolve(impl, x, op, unsupported)
+    usage = _usage
+    if usage is not None:
+        key = (op or "all", chosen, str(x.dtype).replace("torch.", ""))
+        usage[key] = usage.get(key, 0) + 1
+    return chosen
+
+
+def _resolve(impl: str | None, x: torch.Tensor, op: str | None, unsupported: str | None) -> str:
     impl = _check_impl(_default_impl if impl is None else impl)
     if impl == "ref":
         return "ref"
     ops = build.OPS if op is None else (op,)
+    if impl == "cpu":
+        return _resolve_cpu(x, ops, unsupported)
     if impl == "cuda":
         if not _is_cuda(x):
-            raise RuntimeError(
+            raise OpsUnavailableError(
                 f"impl='cuda' (--ops cuda) runs on CUDA tensors only, but x is on {x.device}; "
                 "use impl='auto' or impl='ref' (--ops ref)"
             )
         if unsupported:
-            raise RuntimeError(f"impl='cuda' (--ops cuda) cannot run this call: {unsupported}; use impl='auto' or 'ref'")
+            raise OpsUnavailableError(
+                f"impl='cuda' (--ops cuda) cannot run this call: {unsupported}; use impl='auto' or 'ref'")
         for name in ops:
             try:
                 build.get_plugin(name)
             except build.PluginUnavailable as e:
-                raise RuntimeError(
+                raise OpsUnavailableError(
                     f"impl='cuda' (--ops cuda) is unavailable: {e}. Use impl='auto' or impl='ref' (--ops ref)"
                 ) from e
         return "cuda"
@@ -112,6 +147,22 @@ def resolve_impl(impl: str | None, x: torch.Tensor, op: str | None = None, unsup
     return "cuda"
 
 
+def _resolve_cpu(x: torch.Tensor, ops, unsupported: str | None) -> str:
+    """impl='cpu' (--ops cpu): the fused CPU kernels (`<op>_cpu.cpp`, built on first use like the CUDA ones) for
+    CPU tensors; a RuntimeError that says why when they cannot run. Never chosen by 'auto'."""
+    if x.device.type != "cpu":
+        raise RuntimeError(f"impl='cpu' (--ops cpu) runs on CPU tensors only, but x is on {x.device}; "
+                           "use impl='auto' or impl='ref' (--ops ref)")
+    if unsupported:
+        raise RuntimeError(f"impl='cpu' (--ops cpu) cannot run this call: {unsupported}; use impl='ref'")
+    for name in ops:
+        try:
+            build.get_plugin(f"{name}_cpu")
+        except build.PluginUnavailable as e:
+            raise RuntimeError(f"impl='cpu' (--ops cpu) is unavailable: {e}. Use impl='ref' (--ops ref)") from e
+    return "cpu"
+
+
 def _warn_fallback(e: build.PluginUnavailable) -> None:
     """One warning per process, however many ops and calls fall back."""
     global _fallback_warned
@@ -123,7 +174,7 @@ def _warn_fallback(e: build.PluginUnavailable) -> None:
         f"stylegan_anime.cuda_ops: using the slower pure-PyTorch reference ops because {e}. "
         "Run `stylegan-anime doctor` for details; --ops ref silences this.",
         OpsFallbackWarning,
-        stacklevel=4,
+        stacklevel=5,  # the caller of the op: _warn_fallback, _resolve, resolve_impl, the op, its caller
     )
 
 
@@ -208,6 +259,7 @@ def doctor_report(try_build: bool = False) -> list[tuple[str, str]]:
     cxx = shutil.which(_cxx_compiler())
     rows.append(("C++ compiler", f"{cxx} ({_run_version([cxx, '--version']) or 'version unknown'})" if cxx
                  else f"{_cxx_compiler()!r} not found"))
+    rows += environment_rows(nvcc)
     rows.append(("ops cache", str(build.cache_root())))
     rows.append(("default impl", get_default_impl()))
 
@@ -224,12 +276,111 @@ def doctor_report(try_build: bool = False) -> list[tuple[str, str]]:
             state, detail = "error", f"{type(e).__name__}: {e}"
         states[op] = (state, detail)
         rows.append((f"op {op}", f"{state}: {detail}" if detail else state))
+    for op in build.CPU_OPS:  # the fused CPU kernels (--ops cpu); `doctor --build` builds them on any machine
+        try:
+            if try_build:
+                try:
+                    build.get_plugin(op)
+                except build.PluginUnavailable:
+                    pass  # reported below
+            state, detail = build.plugin_status(op)
+        except Exception as e:  # noqa: BLE001
+            state, detail = "error", f"{type(e).__name__}: {e}"
+        if state == "not tried":
+            problem = build.cpu_toolchain_problem()
+            state, detail = ("unavailable", problem[1]) if problem else (state, detail + " (with --ops cpu)")
+        rows.append((f"op {op}", f"{state}: {detail}" if detail else state))
     rows.append(("training path", _training_path(states)))
+    return rows
+
+
+def _torch_pybind11() -> str:
+    """The version of the pybind11 headers torch bundles (what the JIT build compiles the bindings against)."""
+    import re
+    from pathlib import Path
+
+    header = Path(torch.__file__).parent / "include" / "pybind11" / "detail" / "common.h"
+    try:
+        text = header.read_text(errors="replace")
+    except OSError:
+        return "not found (torch ships no pybind11 headers: the JIT build cannot compile the bindings)"
+    parts = [re.search(rf"#define PYBIND11_VERSION_{k}\s+(\S+)", text) for k in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(m[1] for m in parts if m) or "version unknown"
+
+
+def _nvcc_archs(nvcc: str | None) -> str:
+    """The SM architectures nvcc can compile for, and whether each visible GPU's is one of them."""
+    if not nvcc:
+        return "unknown (no nvcc)"
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    archs = [a.strip().removeprefix("compute_") for a in out.split() if a.strip().startswith("compute_")]
+    if not archs:
+        return "unknown (nvcc --list-gpu-arch printed nothing)"
+    text = f"sm_{archs[0]} ... sm_{archs[-1]} ({len(archs)})"
+    gpus = [a.replace(".", "") for a in build.gpu_archs()]
+    missing = [g for g in gpus if g not in archs]
+    if gpus:
+        text += "; this GPU's " + (f"sm_{', sm_'.join(missing)} is MISSING" if missing else "arch is supported")
+    return text
+
+
+def _cuda_home(nvcc: str | None):
+    """The CUDA toolkit folder: torch's CUDA_HOME, $CUDA_HOME, $CUDA_PATH, the folder above nvcc's bin/, or
+    /usr/local/cuda, the first with include/cuda_runtime.h; None without one."""
+    from pathlib import Path
+
+    try:
+        from torch.utils import cpp_extension
+        torch_home = cpp_extension.CUDA_HOME
+    except Exception:  # noqa: BLE001
+        torch_home = None
+    candidates = [torch_home, os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
+                  str(Path(nvcc).resolve().parent.parent) if nvcc else None, "/usr/local/cuda"]
+    for home in filter(None, candidates):
+        if (Path(home) / "include" / "cuda_runtime.h").exists():
+            return Path(home)
+    return None
+
+
+def environment_rows(nvcc: str | None) -> list[tuple[str, str]]:
+    """What the first GPU run depends on and a CPU can already tell (doctor; tools/gpu_checks.sh OUT first)."""
+    import sysconfig
+    from pathlib import Path
+
+    rows = [("pybind11 (torch's)", _torch_pybind11())]
+    python_h = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    rows.append(("Python.h", str(python_h) if python_h.exists()
+                 else f"missing: {python_h} (install the Python development headers, e.g. python3-dev)"))
+    rows.append(("torch built for", " ".join(torch.cuda.get_arch_list()) or "no GPU architectures (CPU-only build)"))
+    rows.append(("nvcc archs", _nvcc_archs(nvcc)))
+    home = _cuda_home(nvcc)
+    if home is not None:
+        need = ["cublas_v2.h", "cusparse.h", "cusolverDn.h"]
+        missing = [h for h in need if not (home / "include" / h).exists()]
+        rows.append(("cuBLAS/cuSPARSE/cuSOLVER headers",
+                     "present" if not missing else f"missing {', '.join(missing)} in {home / 'include'} (the "
+                     "stylegan2-ada-pytorch reference needs them to build its plugins; ours do not)"))
+    selftest_on = os.environ.get(build.SELFTEST_ENV, "1").strip() != "0"
+    rows.append(("ops self-test", "each new build is checked against the reference at first load (forward, "
+                 "backward, double backward, 4 dtypes); the verdict is cached with the build" if selftest_on
+                 else f"OFF ({build.SELFTEST_ENV}=0)"))
+    sanity = os.environ.get("STYLEGAN_ANIME_SANITY", "").strip()
+    rows.append(("first-step check", {"0": "off (STYLEGAN_ANIME_SANITY=0)",
+                                      "1": "on, on any device (STYLEGAN_ANIME_SANITY=1)"}.get(
+        sanity, "on for CUDA training: losses and gradients finite, which op implementation and block dtypes ran")))
+    rows.append(("bench flags", "cudnn.benchmark True, TF32 off (matmul and cuDNN), for ours and for --reference "
+                 "alike; the reference builds in a fresh TORCH_EXTENSIONS_DIR and its fallback to slow ops is "
+                 "labelled"))
     return rows
 
 
 def _training_path(states: dict[str, tuple[str, str]]) -> str:
     impl = get_default_impl()
+    if impl == "cpu":
+        return "cpu (the fused CPU kernels were chosen: --ops cpu; CPU tensors only)"
     if impl == "ref":
         return "ref (the reference ops were chosen: --ops ref)"
     problem = build._no_cuda_reason()

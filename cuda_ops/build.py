@@ -17,6 +17,13 @@ Nothing here runs at import. The first op call that wants the CUDA path calls `g
    outcome in `<dir>/status.json`. A failure recorded while a process was waiting for the lock is reused
    by it (N ranks do not each retry a broken build); a later run tries again.
 
+6. runs the **self-test** (`selftest.py`) on a plugin it has built or loaded, unless `status.json` already
+   holds a verdict for this key: each op once per dtype on small fixed inputs, forward, backward and double
+   backward against the float64 reference. A mismatch (or a launch error) marks the build failed in
+   `status.json` (kind 'selftest', with the max error), so `--ops auto` falls back with one warning and
+   `--ops cuda` stops, in this and every later process with the same key (no rebuild: the same sources
+   give the same binary). `$STYLEGAN_ANIME_OPS_SELFTEST=0` skips it.
+
 The outcome is memoized per process: `get_plugin` raises the same `PluginUnavailable` every time after a
 failure. `plugin_status` reports what happened without building anything.
 """
@@ -58,15 +65,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPS = ("bias_act", "upfirdn2d")
+# The fused CPU kernels (impl='cpu', `<op>_cpu.cpp`): the same cache, lock, status and self-test machinery,
+# built with the host compiler only (no CUDA, no GPU needed); see cpu_toolchain_problem.
+CPU_OPS = ("bias_act_cpu", "upfirdn2d_cpu")
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCE_SUFFIXES = (".h", ".cpp", ".cu")
 CACHE_ENV = "STYLEGAN_ANIME_OPS_CACHE"
 LOCK_TIMEOUT_ENV = "STYLEGAN_ANIME_OPS_LOCK_TIMEOUT"
+SELFTEST_ENV = "STYLEGAN_ANIME_OPS_SELFTEST"  # '0' skips the self-test of a new build (not recommended)
 DEFAULT_LOCK_TIMEOUT = 1200.0  # seconds; a cold build of both ops takes a minute or two
 LOCK_POLL = 0.1  # seconds between attempts to take the lock
 BUILD_FORMAT = 1  # bump when the build recipe below changes: it is part of the cache key
 EXTRA_CFLAGS = ("-O3",)
 EXTRA_CUDA_CFLAGS = ("-O3",)
+CPU_EXTRA_CFLAGS = ("-O3", "-fopenmp")  # at::parallel_for is OpenMP in torch's CPU builds; AVX-512 at run time
+CPU_EXTRA_LDFLAGS = ("-fopenmp",)  # resolves to the libgomp.so.1 torch has loaded already (same soname)
 LIB_EXT = ".pyd" if sys.platform == "win32" else ".so"  # what torch.utils.cpp_extension produces
 
 STATUS_FILE = "status.json"
@@ -78,7 +91,7 @@ TORCH_BATON = "lock"  # torch.utils.cpp_extension's FileBaton in the build direc
 class PluginUnavailable(RuntimeError):
     """The CUDA plugin for `op` cannot be used; `reason` says why, `log_path` holds the build log if any.
 
-    kind: 'no-cuda-torch' | 'no-gpu' | 'no-nvcc' | 'no-ninja' | 'compile' | 'lock-timeout'
+    kind: 'no-cuda-torch' | 'no-gpu' | 'no-nvcc' | 'no-ninja' | 'compile' | 'lock-timeout' | 'selftest' | 'error'
     """
 
     def __init__(self, op: str, kind: str, reason: str, log_path: str | os.PathLike | None = None):
@@ -157,7 +170,7 @@ def module_name(op: str, key: str) -> str:
 
 
 def _check_op(op: str) -> None:
-    if op not in OPS:
+    if op not in OPS + CPU_OPS:
         raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
 
 
@@ -190,6 +203,18 @@ def find_nvcc() -> str | None:
         if exe.exists():
             return str(exe)
     return shutil.which("nvcc")
+
+
+def cpu_toolchain_problem() -> tuple[str, str] | None:
+    """(kind, reason) when the CPU plugins (CPU_OPS) cannot be built here (no C++ compiler, no ninja), else None."""
+    from torch.utils import cpp_extension
+
+    cxx = os.environ.get("CXX", "cl" if sys.platform == "win32" else "c++")
+    if shutil.which(cxx) is None:
+        return "no-compiler", f"no C++ compiler ({cxx!r} is not on PATH; set CXX)"
+    if not cpp_extension.is_ninja_available():
+        return "no-ninja", "ninja not found: pip install ninja"
+    return None
 
 
 def cuda_toolchain_problem() -> tuple[str, str] | None:
@@ -291,22 +316,66 @@ def _compile(name: str, directory: Path, sources: list[Path], archs: Sequence[st
     """
     from torch.utils import cpp_extension
 
+    with open(log_path, "ab") as log_file, _redirect_fds(log_file.fileno()):
+        return cpp_extension.load(
+            **_load_arguments(name, directory / "src", sources, archs),
+            build_directory=str(directory),
+            verbose=True,  # ninja and the compilers write to fd 1, which now is the log file
+        )
+
+
+def _load_arguments(name: str, src_dir: Path, sources: Sequence[Path], archs: Sequence[str]) -> dict:
+    """The arguments of torch.utils.cpp_extension.load for a build (shared with `jit_flags`)."""
     with_cuda = any(s.suffix == ".cu" for s in sources)
     cuda_flags = list(EXTRA_CUDA_CFLAGS)
     for arch in archs:  # explicit -gencode flags: torch then adds none of its own
         num = arch.replace(".", "")
         cuda_flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
-    with open(log_path, "ab") as log_file, _redirect_fds(log_file.fileno()):
-        return cpp_extension.load(
-            name=name,
-            sources=[str(s) for s in sources],
-            extra_cflags=list(EXTRA_CFLAGS),
-            extra_cuda_cflags=cuda_flags if with_cuda else None,
-            extra_include_paths=[str(directory / "src")],
-            build_directory=str(directory),
-            with_cuda=with_cuda,
-            verbose=True,  # ninja and the compilers write to fd 1, which now is the log file
-        )
+    cpu = bool(sources) and all(Path(s).stem.endswith("_cpu") for s in sources)  # a CPU_OPS plugin
+    return dict(name=name, sources=[str(s) for s in sources],
+                extra_cflags=list(CPU_EXTRA_CFLAGS if cpu else EXTRA_CFLAGS),
+                extra_cuda_cflags=cuda_flags if with_cuda else None, extra_include_paths=[str(src_dir)],
+                with_cuda=with_cuda, **({"extra_ldflags": list(CPU_EXTRA_LDFLAGS)} if cpu else {}))
+
+
+def jit_flags(op: str, src_dir: str | os.PathLike, scratch: str | os.PathLike, archs: Sequence[str],
+              cuda_home: str | None = None) -> dict[str, str]:
+    """The compiler command parts the JIT build of `op` uses: {'cxx', 'nvcc', 'cflags', 'post_cflags',
+    'cuda_cflags', 'cuda_post_cflags'}, read from the build.ninja that torch.utils.cpp_extension writes for the
+    same load() arguments as `_compile` (written into `scratch`, nothing compiled). For the CI compile check
+    (tools/check_cuda_compile.py); `cuda_home` stands in for torch's CUDA_HOME on a CPU-only torch (where it
+    is None). Uses a private torch function: RuntimeError when it is missing or changed."""
+    _check_op(op)
+    from torch.utils import cpp_extension
+
+    src_dir, scratch = Path(src_dir), Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    args = _load_arguments(f"check_{op}", src_dir, [src_dir / f"{op}.cpp", src_dir / f"{op}.cu"], archs)
+    writer = getattr(cpp_extension, "_write_ninja_file_to_build_library", None)
+    if writer is None:
+        raise RuntimeError(f"torch {torch.__version__} has no cpp_extension._write_ninja_file_to_build_library")
+    saved = cpp_extension.CUDA_HOME
+    if cuda_home and not saved:
+        cpp_extension.CUDA_HOME = cuda_home
+    try:
+        writer(path=str(scratch / "build.ninja"), name=args["name"], sources=args["sources"],
+               extra_cflags=args["extra_cflags"], extra_cuda_cflags=args["extra_cuda_cflags"] or [],
+               extra_sycl_cflags=[], extra_ldflags=[], extra_include_paths=args["extra_include_paths"],
+               with_cuda=args["with_cuda"], with_sycl=False, is_standalone=False)
+    except TypeError as e:  # another torch's signature
+        raise RuntimeError(f"cpp_extension._write_ninja_file_to_build_library changed in torch "
+                           f"{torch.__version__}: {e}") from e
+    finally:
+        cpp_extension.CUDA_HOME = saved
+    flags = {}
+    for line in (scratch / "build.ninja").read_text().splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep and key in ("cxx", "nvcc", "cflags", "post_cflags", "cuda_cflags", "cuda_post_cflags"):
+            flags[key] = value.strip()
+    missing = {"cxx", "cflags", "cuda_cflags"} - set(flags)
+    if missing:
+        raise RuntimeError(f"no {', '.join(sorted(missing))} in the build.ninja torch {torch.__version__} wrote")
+    return flags
 
 
 @contextlib.contextmanager
@@ -349,9 +418,10 @@ def _import_built(name: str, path: Path) -> types.ModuleType:
 # --------------------------------------------------------------------------------------------------------
 # The entry points.
 
-_memo_lock = threading.Lock()
+_memo_lock = threading.RLock()  # re-entered by the self-test, whose op calls come back to get_plugin
 _plugins: dict[str, types.ModuleType] = {}
 _failures: dict[str, PluginUnavailable] = {}
+_under_test: dict[str, types.ModuleType] = {}  # plugins whose self-test is running (in the lock's holder)
 
 
 def get_plugin(op: str) -> types.ModuleType:
@@ -360,10 +430,13 @@ def get_plugin(op: str) -> types.ModuleType:
     with _memo_lock:
         if op in _plugins:
             return _plugins[op]
+        if op in _under_test:
+            return _under_test[op]
         if op in _failures:
             raise _failures[op]
         try:
             module = _load(op)
+            _verify(op, module)
         except PluginUnavailable as e:
             _failures[op] = e
             raise
@@ -372,6 +445,37 @@ def get_plugin(op: str) -> types.ModuleType:
             raise _failures[op] from e
         _plugins[op] = module
         return module
+
+
+def _verify(op: str, module: types.ModuleType) -> None:
+    """Run the self-test of `op`'s freshly built or loaded `module` unless this key already has a verdict;
+    record the verdict in status.json; PluginUnavailable(kind 'selftest') with the max error on a mismatch."""
+    if os.environ.get(SELFTEST_ENV, "1").strip() == "0":
+        return
+    directory = build_dir(op)
+    status = _read_status(directory) or {}
+    verdict = status.get("selftest") or {}
+    if verdict.get("state") == "passed":
+        return
+    from . import selftest
+
+    log.info("self-testing the %s CUDA plugin against the reference", op)
+    started = time.time()
+    _under_test[op] = module
+    try:
+        worst = selftest.run(op, module)
+    except selftest.SelfTestFailed as e:
+        _write_status(directory, {**status, "state": "failed", "kind": "selftest", "reason": str(e),
+                                  "max_error": e.max_error, "time": time.time(), "pid": os.getpid(),
+                                  "selftest": {"state": "failed", "reason": str(e), "max_error": e.max_error}})
+        raise PluginUnavailable(op, "selftest", str(e)) from e
+    finally:
+        del _under_test[op]
+    status = _read_status(directory) or status
+    if status.get("state") == "built":
+        _write_status(directory, {**status, "selftest": {"state": "passed", "max_error": worst,
+                                                         "seconds": round(time.time() - started, 2)}})
+    log.info("the %s CUDA plugin passed its self-test (max error %.2g)", op, worst)
 
 
 def reset() -> None:
@@ -383,7 +487,7 @@ def reset() -> None:
 
 def _load(op: str) -> types.ModuleType:
     started = time.time()  # a status written after this moment comes from a build we waited for
-    problem = _no_cuda_reason()
+    problem = None if op in CPU_OPS else _no_cuda_reason()
     if problem:
         raise PluginUnavailable(op, *problem)
     key = cache_key()
@@ -393,13 +497,16 @@ def _load(op: str) -> types.ModuleType:
     log_path = directory / LOG_FILE
 
     status = _read_status(directory)
+    if status and status.get("kind") == "selftest" and status.get("state") == "failed" and lib.exists():
+        # Built, then failed its self-test: the same sources would give the same binary; no rebuild.
+        raise PluginUnavailable(op, "selftest", status.get("reason", "self-test failed"))
     if status and status.get("state") == "built" and lib.exists():
         try:
             return _import_built(name, lib)  # the common case: built by an earlier run, no toolchain needed
         except Exception as e:  # noqa: BLE001 - a damaged cache entry: build it again below
             log.warning("the cached %s plugin %s does not load (%s); rebuilding it", op, lib, e)
 
-    problem = cuda_toolchain_problem()
+    problem = cpu_toolchain_problem() if op in CPU_OPS else cuda_toolchain_problem()
     if problem:
         raise PluginUnavailable(op, *problem)
 
@@ -429,7 +536,7 @@ def _build_locked(op: str, key: str, name: str, directory: Path, lib: Path, log_
         (src / file_name).write_bytes(data)
         if file_name in (f"{op}.cpp", f"{op}.cu"):
             copied.append(src / file_name)
-    archs = gpu_archs()
+    archs = () if op in CPU_OPS else gpu_archs()
     started = time.time()
     with open(log_path, "w") as f:
         f.write(
@@ -487,14 +594,19 @@ def plugin_status(op: str) -> tuple[str, str]:
         if op in _failures:
             e = _failures[op]
             return "failed", e.reason + (f" (log: {e.log_path})" if e.log_path else "")
-    problem = _no_cuda_reason()
+    problem = None if op in CPU_OPS else _no_cuda_reason()
     if problem:
         return "skipped", problem[1]
     key = cache_key()
     directory = build_dir(op, key)
     status = _read_status(directory) or {}
     if status.get("state") == "built" and (directory / f"{module_name(op, key)}{LIB_EXT}").exists():
-        return "built", str(directory)
+        verdict = status.get("selftest") or {}
+        if verdict.get("state") == "passed":
+            return "built", f"{directory} (self-test passed, max error {verdict.get('max_error', 0):.2g})"
+        return "built", f"{directory} (self-test runs on first use)"
+    if status.get("state") == "failed" and status.get("kind") == "selftest":
+        return "failed", f"{status.get('reason', 'self-test failed')} (cached for this build key: {directory})"
     if status.get("state") == "failed":
         return "failed", f"{status.get('reason', 'build failed')} (log: {directory / LOG_FILE})"
     return "not tried", f"will be built on first use in {directory}"

@@ -390,3 +390,12 @@ def test_script_is_a_thin_entry_to_the_package():
     bad = subprocess.run([sys.executable, "tools/bench_ops.py", "--sizes", "96"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --sizes") and bad.stderr.count("\n") == 1
+
+
+def test_sizes_take_every_power_of_two_from_32_to_1024(bo):
+    """Issue #20: --sizes is no longer limited to 64 and 128 (the old list refused 32, 256 and 1024)."""
+    assert bo.parse_options([]).sizes == [64, 128]  # the default is unchanged
+    assert bo.parse_options(["--sizes", "32,1024,256,32"]).sizes == [32, 1024, 256]
+    for bad in ("16", "2048", "96"):
+        with pytest.raises(bo.UsageError, match=f"unknown size {bad}; choose from 32, 64, 128, 256, 512, 1024"):
+            bo.parse_options(["--sizes", bad])

@@ -39,7 +39,8 @@ TOOL = REPO / "tools" / "check_cuda_compile.py"
 def _clean_state(monkeypatch, tmp_path):
     """Every test: a private ops cache, no memoized plugins or warnings, the default impl restored."""
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "ops-cache"))
-    saved = backend.get_default_impl()
+    monkeypatch.setenv(build.SELFTEST_ENV, "0")  # the fake plugins below are not real ops; the self-test tests
+    saved = backend.get_default_impl()          # at the end turn it on
     backend.reset_state()
     yield
     backend.reset_state()
@@ -395,7 +396,12 @@ def test_unsupported_calls_take_ref_under_auto(monkeypatch):
 
 
 def test_doctor_report_on_cpu(monkeypatch):
-    monkeypatch.setattr(build, "_compile", lambda *a: pytest.fail("the doctor built something"))
+    def compile_(name, *a):  # `doctor --build` builds the CPU plugins (--ops cpu) on any machine, never the CUDA ones
+        if not any(f"_{op}_" in name for op in build.CPU_OPS):
+            pytest.fail(f"the doctor built {name} without a GPU")
+        return types.SimpleNamespace()
+
+    monkeypatch.setattr(build, "_compile", compile_)
     for try_build in (False, True) if not torch.cuda.is_available() else (False,):
         rows = cuda_ops.doctor_report(try_build=try_build)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in rows)
@@ -867,3 +873,180 @@ def test_emulated_filter_with_grad_goes_to_ref_under_auto(emu):
     assert f.grad is not None
     with torch.no_grad():  # no gradient wanted: the kernel may run
         upfirdn2d.upfirdn2d(x, f, impl="cuda")
+
+
+# ==========================================================================================================
+# The self-test at first load (selftest.py): the emulated kernels pass it, a deliberately wrong op fails it.
+
+
+class _WrongOps:
+    """The emulated plugins with one deliberate bug: bias_act's forward 2 % too large, or upfirdn2d's
+    filter never flipped (only an asymmetric filter shows that)."""
+
+    def __init__(self, emulated, bug: str):
+        self.emulated, self.bug = emulated, bug
+        self.bias_act_module = types.SimpleNamespace(bias_act=self.bias_act)
+        self.upfirdn2d_module = types.SimpleNamespace(upfirdn2d=self.upfirdn2d)
+
+    def bias_act(self, x, b, xref, yref, dy, mode, *args):
+        y = self.emulated.bias_act(x, b, xref, yref, dy, mode, *args)
+        return y * 1.02 if self.bug == "bias_act" and mode == 0 else y
+
+    def upfirdn2d(self, x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, *args):
+        if self.bug == "upfirdn2d":
+            flip = False
+        return self.emulated.upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip, *args)
+
+
+def _selftest_toolchain(mp, plugins, compiles: list) -> None:
+    """A pretend GPU machine whose 'compiler' yields `plugins` (the emulated kernels), self-test on."""
+    _pretend_toolchain(mp)
+    _pretend_cuda_tensors(mp)
+    mp.setenv(build.SELFTEST_ENV, "1")
+
+    def compile_(name, directory, sources, archs, log_path):
+        compiles.append(name)
+        (directory / f"{name}{build.LIB_EXT}").write_bytes(b"fake library")
+        return getattr(plugins, f"{directory.name.split('-')[0]}_module")
+
+    mp.setattr(build, "_compile", compile_)
+    mp.setattr(build, "_import_built", lambda name, path: getattr(plugins, f"{'_'.join(name.split('_')[2:-1])}_module"))
+
+
+def test_selftest_passes_on_the_kernels_and_is_cached_with_the_build_key(emulated, monkeypatch):
+    from stylegan_anime.cuda_ops import selftest
+
+    compiles: list = []
+    _selftest_toolchain(monkeypatch, emulated, compiles)
+    calls = []
+    real_run = selftest.run
+    monkeypatch.setattr(selftest, "run", lambda op, module: calls.append(op) or real_run(op, module))
+    for op in build.OPS:
+        assert build.get_plugin(op) is getattr(emulated, f"{op}_module")
+        status = json.loads((build.build_dir(op) / build.STATUS_FILE).read_text())
+        assert status["state"] == "built" and status["selftest"]["state"] == "passed"
+        assert 0 < status["selftest"]["max_error"] < selftest.TOLERANCE[torch.bfloat16]
+    assert calls == list(build.OPS) and len(compiles) == 2
+    # A new process: the verdict is in the cache, so neither a build nor a self-test runs again.
+    backend.reset_state()
+    x = torch.randn(2, 3, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bias_act.bias_act(x, torch.zeros(3), act="lrelu", impl="cuda")
+    assert calls == list(build.OPS) and len(compiles) == 2
+    assert "self-test passed" in build.plugin_status("upfirdn2d")[1]
+    # ... but a new build key (changed sources) is tested again.
+    backend.reset_state()
+    monkeypatch.setattr(build, "cache_key", lambda *a, **k: "another-key")
+    build.get_plugin("bias_act")
+    assert calls == [*build.OPS, "bias_act"]
+
+
+@pytest.mark.parametrize("bug", ["bias_act", "upfirdn2d"])
+def test_a_wrong_op_fails_its_selftest_auto_falls_back_with_one_warning(emulated, monkeypatch, bug):
+    compiles: list = []
+    _selftest_toolchain(monkeypatch, _WrongOps(emulated, bug), compiles)
+    x = torch.randn(2, 3, 8, 8)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = bias_act.bias_act(x, torch.ones(3), act="lrelu")  # impl=None: 'auto'
+        z = upfirdn2d.downsample2d(x, f)
+        upfirdn2d.upsample2d(x, f)
+    ours = [str(w.message) for w in caught if issubclass(w.category, backend.OpsFallbackWarning)]
+    assert len(ours) == 1, ours
+    assert f"self-test failed: {bug}" in ours[0] and "max error" in ours[0]
+    # Whatever fell back computes what the reference does.
+    torch.testing.assert_close(y if bug == "bias_act" else z,
+                               bias_act.bias_act(x, torch.ones(3), act="lrelu", impl="ref") if bug == "bias_act"
+                               else upfirdn2d.downsample2d(x, f, impl="ref"))
+    status = json.loads((build.build_dir(bug) / build.STATUS_FILE).read_text())
+    assert status["state"] == "failed" and status["kind"] == "selftest" and status["max_error"] > 1e-3
+    state, detail = build.plugin_status(bug)
+    assert state == "failed" and "self-test failed" in detail
+    # A later process with the same key: the cached verdict, without building or testing again.
+    backend.reset_state()
+    n = len(compiles)
+    from stylegan_anime.cuda_ops import selftest
+    monkeypatch.setattr(selftest, "run", lambda *a: pytest.fail("self-tested a plugin with a cached verdict"))
+    state, detail = build.plugin_status(bug)
+    assert state == "failed" and "cached for this build key" in detail
+    with pytest.raises(build.PluginUnavailable, match="self-test failed"):
+        build.get_plugin(bug)
+    assert len(compiles) == n
+
+
+def test_a_wrong_op_under_ops_cuda_stops_with_the_max_error(emulated, monkeypatch):
+    _selftest_toolchain(monkeypatch, _WrongOps(emulated, "bias_act"), [])
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(backend.OpsUnavailableError) as e:  # a RuntimeError the CLI can tell apart
+        bias_act.bias_act(x, torch.ones(3), act="lrelu", impl="cuda")
+    msg = str(e.value)
+    assert "impl='cuda' (--ops cuda) is unavailable" in msg
+    m = re.search(r"self-test failed: bias_act .*forward: max error ([0-9.e+-]+) \(tolerance", msg)
+    assert m and float(m[1]) > 1e-3, msg
+
+
+# ==========================================================================================================
+# What the doctor can tell without a GPU, and the CI compile check with the JIT build's own flags.
+
+
+def test_doctor_reports_the_first_gpu_run_prerequisites(monkeypatch):
+    report = dict(cuda_ops.doctor_report())
+    assert re.fullmatch(r"\d+\.\d+\.\S+", report["pybind11 (torch's)"]), report["pybind11 (torch's)"]
+    assert report["Python.h"].endswith("Python.h")
+    assert "torch built for" in report and "nvcc archs" in report
+    if build.find_nvcc():
+        assert re.match(r"sm_\d+ \.\.\. sm_\d+ \(\d+\)", report["nvcc archs"]), report["nvcc archs"]
+    monkeypatch.delenv(build.SELFTEST_ENV)  # the autouse fixture turned it off
+    report = dict(cuda_ops.doctor_report())
+    assert report["ops self-test"].startswith("each new build is checked")
+    assert "cudnn.benchmark True, TF32 off" in report["bench flags"]
+    assert report["first-step check"].startswith("on for CUDA training")
+    monkeypatch.setenv("STYLEGAN_ANIME_SANITY", "0")
+    monkeypatch.setenv(build.SELFTEST_ENV, "0")
+    report = dict(cuda_ops.doctor_report())
+    assert report["ops self-test"].startswith("OFF") and report["first-step check"].startswith("off")
+
+
+def test_jit_flags_are_the_runtime_builds_own(monkeypatch, tmp_path):
+    """check_cuda_compile takes its flags from the build.ninja torch writes for _compile's very arguments."""
+    from torch.utils import cpp_extension
+
+    seen = {}
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: seen.update(kw) or types.SimpleNamespace())
+    src = tmp_path / "b" / "src"
+    build._compile("m", tmp_path / "b", [src / "bias_act.cpp", src / "bias_act.cu"], ("8.0", "9.0"),
+                   tmp_path / "log")
+    assert seen["extra_cuda_cflags"] == ["-O3", "-gencode=arch=compute_80,code=sm_80",
+                                         "-gencode=arch=compute_90,code=sm_90"]
+    assert seen["extra_cflags"] == ["-O3"] and seen["extra_include_paths"] == [str(src)]
+    flags = build.jit_flags("bias_act", OPS_DIR, tmp_path / "ninja", ("8.0", "9.0"), cuda_home="/opt/cuda")
+    for want in ["-O3", "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90",
+                 "-D__CUDA_NO_HALF_OPERATORS__", "-DTORCH_EXTENSION_NAME=check_bias_act", f"-I{OPS_DIR}"]:
+        assert want in flags["cuda_cflags"], want
+    assert "-O3" in flags["cflags"] and "-DTORCH_API_INCLUDE_EXTENSION_H" in flags["cflags"]
+    assert re.search(r"-std=c\+\+\d\d", flags["cflags"])
+    assert cpp_extension.CUDA_HOME is None or torch.version.cuda  # restored after standing in
+
+
+def test_compile_check_runs_the_bindings_with_the_jit_flags(tmp_path):
+    """The default check (CI) has a nvcc job and a host-compiler job per op, all with the JIT flags; a broken
+    binding fails it (stopped at its first error, which sits before the includes: a second, not the ~20 s of a
+    full syntax check)."""
+    tool = _load_tool()
+    ops = tmp_path / "ops"
+    shutil.copytree(OPS_DIR, ops, ignore=shutil.ignore_patterns("__pycache__"))
+    jobs = tool.jit_jobs(tool.find_nvcc() or "/usr/local/cuda/bin/nvcc", ("80",), tmp_path / "scratch",
+                         ops_dir=ops)
+    assert [(kind, src.name) for kind, src, _ in jobs] == [
+        ("nvcc jit", "bias_act.cu"), ("c++ jit", "bias_act.cpp"), ("nvcc jit", "upfirdn2d.cu"),
+        ("c++ jit", "upfirdn2d.cpp")]
+    cpp_cmd = jobs[1][2]
+    assert "-fsyntax-only" in cpp_cmd and "-O3" in cpp_cmd and "-DTORCH_EXTENSION_NAME=check_bias_act" in cpp_cmd
+    assert "-D__CUDA_NO_HALF_OPERATORS__" in jobs[0][2] and "-gencode=arch=compute_80,code=sm_80" in jobs[0][2]
+    if shutil.which(cpp_cmd[0]) is None:
+        pytest.skip("no C++ compiler")
+    (ops / "bias_act.cpp").write_text("not_a_type broken_binding;\n" + (ops / "bias_act.cpp").read_text())
+    rc, output, _ = tool._run([*cpp_cmd, "-Wfatal-errors"])  # stop at the first error: about a second
+    assert rc != 0 and "not_a_type" in output

@@ -28,6 +28,7 @@ from stylegan_anime.cuda_ops import backend, bias_act, build, upfirdn2d
 EMULATE = not torch.cuda.is_available() and os.environ.get("STYLEGAN_ANIME_OPS_TEST_EMULATE") == "1"
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() and not EMULATE, reason="needs a CUDA GPU")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# GPU-only checks are named test_gpu_only_*: tools/gpu_checks.sh runs them first (-k gpu_only), the sweep after.
 gpu_only = pytest.mark.skipif(EMULATE, reason="a GPU-only check (not in the CPU emulation)")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -402,7 +403,7 @@ def test_r1_style_penalty_through_both_ops_float32():
 
 
 @gpu_only
-def test_auto_takes_cuda_on_gpu_and_doctor_says_so():
+def test_gpu_only_auto_takes_cuda_on_gpu_and_doctor_says_so():
     x = torch.randn(2, 3, 8, 8, device=DEVICE)
     assert backend.resolve_impl("auto", x) == "cuda"
     report = dict(cuda_ops.doctor_report())
@@ -411,7 +412,18 @@ def test_auto_takes_cuda_on_gpu_and_doctor_says_so():
 
 
 @gpu_only
-def test_binding_argument_checks(plugins):
+def test_gpu_only_plugins_passed_their_selftest_at_first_load(plugins):
+    """build.get_plugin self-tests a new build against the reference and keeps the verdict with the build key."""
+    import json
+
+    for op in build.OPS:
+        status = json.loads((build.build_dir(op) / build.STATUS_FILE).read_text())
+        assert status["state"] == "built" and status["selftest"]["state"] == "passed", status
+        assert "self-test passed" in build.plugin_status(op)[1] or build.plugin_status(op)[0] == "loaded"
+
+
+@gpu_only
+def test_gpu_only_binding_argument_checks(plugins):
     ba, up = plugins["bias_act"].bias_act, plugins["upfirdn2d"].upfirdn2d
     x = torch.randn(2, 3, 4, 4, device=DEVICE)
     with pytest.raises(RuntimeError, match="x must be a CUDA tensor"):
@@ -447,7 +459,7 @@ def _nan_fill_allocator(*shapes, dtype):
 
 @gpu_only
 @pytest.mark.parametrize("shape", [[4, 32, 16, 16], [4, 32, 128, 128]])  # small / large allocator pools
-def test_unpoisoned_outputs_over_a_nan_filled_allocator(shape):
+def test_gpu_only_unpoisoned_outputs_over_a_nan_filled_allocator(shape):
     """Without the debug fill: the outputs get memory that was just filled with NaN."""
     backend.set_poison_outputs(False)
     gen = _gen(9)
@@ -469,7 +481,7 @@ def test_unpoisoned_outputs_over_a_nan_filled_allocator(shape):
 
 
 @gpu_only
-def test_side_stream_and_second_device():
+def test_gpu_only_side_stream_and_second_device():
     gen = _gen(1)
     x = _randn([8, 64, 32, 32], gen, torch.float32)
     b = _randn([64], gen, torch.float32)
@@ -491,7 +503,7 @@ def test_side_stream_and_second_device():
 
 
 @gpu_only
-def test_big_launches_use_the_grid_stride_loops():
+def test_gpu_only_big_launches_use_the_grid_stride_loops():
     """More elements than 2^20 blocks of 256 threads cover in one sweep (268,435,456)."""
     n = (1 << 28) + 12345
     x = torch.linspace(-4, 4, n, device=DEVICE, dtype=torch.float16)

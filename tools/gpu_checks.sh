@@ -1,36 +1,79 @@
 #!/usr/bin/env bash
-# The GPU checks and measurements that docs/benchmarks.md records, one step per call so that each fits a
-# 10-minute slot on a lent machine. Everything a step prints also goes to OUT/<step>.log.
+# The GPU checks and measurements that docs/benchmarks.md records. A lent GPU comes in short slots (15 minutes
+# in all, one command <= 600 s, at most 8 result files back), so the first look at a GPU is two calls of at
+# most 300 s each, every part under its own time limit (cut to what is left of the call's budget); a failed or
+# timed-out part is logged and the next one runs. Everything goes to OUT/<step>.log.
 #
-#   tools/gpu_checks.sh OUT ops        # doctor --build, then the CUDA op tests (CUDA vs reference, poisoned outputs)
-#   tools/gpu_checks.sh OUT tests      # the whole test suite on the GPU machine
-#   tools/gpu_checks.sh OUT bench-ops  # tools/bench_ops.py: per-op and whole-step times, CUDA / eager / compiled
-#   tools/gpu_checks.sh OUT bench      # stylegan-anime bench: s/kimg, img/s, peak memory (fp32 and bf16)
-#   tools/gpu_checks.sh OUT profile    # torch.profiler tables + traces of StyleGAN2 at 64 and 128 px
-#   tools/gpu_checks.sh OUT reference CHECKOUT   # the same batch and resolution with stylegan2-ada-pytorch
-#   tools/gpu_checks.sh OUT demo DATA  # a 10-minute StyleGAN2 run at 64 px (auto preset), grid and metrics
-#   tools/gpu_checks.sh OUT all [CHECKOUT] [DATA]   # everything a lent machine should do first, in one call of
-#                                      # about 5 minutes (each part under its own time limit, a failed or
-#                                      # timed-out part is logged and the next one runs): clean op build and
-#                                      # CUDA tests, the GPU tests of the tools, bench fp32 + bf16 (with the
-#                                      # reference checkout beside ours if given), a 128 px profile, a 60 s
-#                                      # demo run at 128 px on DATA. Carry the checkout as an ignored path,
-#                                      # e.g. .reference/stylegan2-ada-pytorch (never commit it).
-#   On a lent machine (device tool), one call of about 6 minutes with room for a rerun:
-#     run: bash tools/gpu_checks.sh $OUT all .reference/stylegan2-ada-pytorch DATA   carry: [".reference"]
-#   where .reference/stylegan2-ada-pytorch is a checkout without its .git (1.6 MB); DATA: the 10k faces zip if
-#   the machine has it (look first: ls shared ../shared), else leave it out. Dry run on a CPU: the same command
-#   takes about 3 minutes and shows every part's command and exit (the CUDA parts skip or fail fast).
+#   tools/gpu_checks.sh OUT first      # <= 300 s: environment (torch, CUDA, pybind11, Python.h, nvcc archs),
+#                                      # install without network if needed, both plugins built side by side and
+#                                      # self-tested, the GPU-only op tests (no -x, CUDA_LAUNCH_BLOCKING=1), a
+#                                      # 10-iteration fp16 smoke run with every regulariser (first-step report),
+#                                      # --ops cuda vs --ops ref loss parity over 5 iterations, then the full op
+#                                      # test sweep for whatever time is left.       Files: first.log
+#   tools/gpu_checks.sh OUT second [CHECKOUT]   # <= 300 s: bench ours fp32 and bf16 at 64/128/256 (each row
+#                                      # printed when measured), then the reference alone (fresh
+#                                      # TORCH_EXTENSIONS_DIR, its log kept).  Files: second.log, reference.log
+#   On a lent machine (device tool), each call with room for a rerun:
+#     run: bash tools/gpu_checks.sh $OUT first                                      timeout_s: 330
+#     run: bash tools/gpu_checks.sh $OUT second .reference/stylegan2-ada-pytorch   carry: [".reference"]
+#   .reference/stylegan2-ada-pytorch is a checkout without its .git (1.6 MB, git-ignored: carry it). Dry run on
+#   a CPU: the same commands run every part in order; the CUDA parts skip or fail fast, the smoke run and the
+#   benches use tiny networks. GPU_CHECKS_DRY=1 only prints each part (tests/test_bench.py checks the plan).
+#
+# Single steps (one 10-minute slot each): ops (doctor --build + the CUDA op tests), tests (the whole suite),
+# bench-ops (tools/bench_ops.py), bench, profile (traces gzipped), reference CHECKOUT, demo DATA.
 set -euo pipefail
 out=${1:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
 step=${2:?usage: tools/gpu_checks.sh OUT STEP [ARG]}
 mkdir -p "$out"
 log="$out/$step.log"
+budget=${GPU_CHECKS_BUDGET:-285}  # seconds for first/second: each part's limit is cut to what is left of it
 run() { echo "+ $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
+part() {  # part LIMIT CMD...: CMD under min(LIMIT, what is left) seconds; never stops the script
+  local limit=$1; shift
+  local left=$((budget - SECONDS))
+  if [ "$left" -lt "$limit" ]; then limit=$left; fi
+  if [ "$limit" -lt 5 ]; then echo "- [no time left at ${SECONDS}s] skipped: $*" | tee -a "$log"; return 0; fi
+  echo "+ [limit ${limit}s, at ${SECONDS}s] $*" | tee -a "$log"
+  if [ -n "${GPU_CHECKS_DRY:-}" ]; then echo "= dry: not run" | tee -a "$log"; return 0; fi
+  local start=$SECONDS rc=0
+  timeout --signal=INT --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log" || rc=${PIPESTATUS[0]}
+  local what="$*"
+  echo "= exit $rc after $((SECONDS - start))s: ${what:0:70}" | tee -a "$log"
+}
+gpu=0
+if [ -z "${GPU_CHECKS_DRY:-}" ] && python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  gpu=1
+fi
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi: no GPU here"; } | tee -a "$log"
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$log"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
+    || echo "no nvidia-smi: no GPU here${GPU_CHECKS_DRY:+ (dry: plan only)}"; } | tee -a "$log"
 case "$step" in
+  first)
+    export CUDA_LAUNCH_BLOCKING=1  # a bad launch or illegal access fails at its own kernel, not a later one
+    command -v stylegan-anime >/dev/null \
+      || part 60 pip install -q --no-deps --no-build-isolation --no-index -e .
+    part 30 stylegan-anime doctor                        # environment: torch, CUDA, pybind11, Python.h, archs
+    rm -rf "${STYLEGAN_ANIME_OPS_CACHE:-$HOME/.cache/stylegan-anime/ops}"  # a clean JIT build
+    part 150 python tools/gpu_smoke.py build             # both ops at once, then their self-tests
+    part 60 python -m pytest -q -rs -p no:cacheprovider tests/test_ops_cuda.py -k gpu_only
+    part 75 python tools/gpu_smoke.py smoke
+    part 60 python tools/gpu_smoke.py parity
+    part 120 python -m pytest -q -rs -p no:cacheprovider tests/test_ops_cuda.py -k "not gpu_only"
+    echo "first: done in ${SECONDS}s" | tee -a "$log" ;;
+  second)
+    ref=${3:-}
+    if [ "$gpu" = 1 ]; then tiny=(--kimg 0.5 --warmup 3); sizes=64,128,256
+    else tiny=(--kimg 0.004 --warmup 0 --preset cpu --channel-base 128 --channel-max 8); sizes=32; fi
+    part 110 stylegan-anime bench --models stylegan2 --sizes "$sizes" "${tiny[@]}"
+    part 100 stylegan-anime bench --models stylegan2 --sizes "$sizes" "${tiny[@]}" --amp bf16
+    if [ -n "$ref" ]; then
+      part 270 stylegan-anime bench --models stylegan2 --sizes "$sizes" --kimg 4 --reference "$ref" \
+          --reference-only --reference-log "$out/reference.log"
+    else
+      echo "- no CHECKOUT given: the reference is not timed" | tee -a "$log"
+    fi
+    echo "second: done in ${SECONDS}s" | tee -a "$log" ;;
   ops)
     run stylegan-anime doctor --build
     run python -m pytest -q -rs tests/test_ops_cuda.py ;;
@@ -43,32 +86,15 @@ case "$step" in
     run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 2 --amp bf16
     run stylegan-anime bench --models dcgan,dcgan-tutorial,wgan,wgan-gp,sagan --sizes 64 --kimg 2 ;;
   profile)
-    run stylegan-anime bench --models stylegan2 --sizes 64,128 --profile "$out/profile" ;;
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --profile "$out/profile"
+    gzip -f "$out"/profile/*.trace.json ;;  # a trace is tens of MiB, gzipped a few
   reference)
-    run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 4 --reference "${3:?reference needs a checkout}" ;;
+    run stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 4 --reference "${3:?reference needs a checkout}" \
+        --reference-log "$out/reference.log" ;;
   demo)
     run timeout 600 stylegan-anime train --data "${3:?demo needs --data}" --size 64 --kimg 1000 --outdir "$out/runs" \
         --no-progress --metrics swd --metrics-kimg 100 || true ;;
-  all)
-    ref=${3:-}; data=${4:-}
-    part() { local limit=$1; shift; echo "+ [limit ${limit}s] $*" | tee -a "$log"
-             timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log" \
-               || echo "! exit ${PIPESTATUS[0]}: $*" | tee -a "$log"; }
-    command -v stylegan-anime >/dev/null || part 120 pip install -q --no-deps --no-build-isolation -e .
-    part 20 python -c "import importlib.util as u; m = [p for p in ('click', 'tqdm', 'numpy', 'PIL', 'einops', 'ninja', \
-'imageio_ffmpeg', 'tensorboard', 'scipy', 'matplotlib', 'pytest') if u.find_spec(p) is None]; print('missing:', m or 'none')"
-    rm -rf "${STYLEGAN_ANIME_OPS_CACHE:-$HOME/.cache/stylegan-anime/ops}"  # a clean JIT build
-    part 120 stylegan-anime doctor --build
-    part 90 python -m pytest -q -rs -x tests/test_ops_cuda.py tests/test_ops_build.py
-    part 60 python -m pytest -q -rs tests/test_explore.py tests/test_projector.py -k cuda
-    part 75 stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 1 ${ref:+--reference "$ref"}
-    part 60 stylegan-anime bench --models stylegan2 --sizes 64,128 --kimg 1 --amp bf16 ${ref:+--reference "$ref"}
-    part 45 stylegan-anime bench --models stylegan2 --sizes 128 --profile "$out/profile"
-    if [ -n "$data" ]; then
-      part 100 stylegan-anime train --data "$data" --size 128 --minutes 1 --outdir "$out/runs" --no-progress \
-          --metrics none --grid 20
-    fi
-    echo "all: done in ${SECONDS}s" | tee -a "$log" ;;
   *)
-    echo "unknown step $step" >&2; exit 2 ;;
+    echo "error: unknown step $step (first, second, ops, tests, bench-ops, bench, profile, reference, demo)" >&2
+    exit 2 ;;
 esac

@@ -18,10 +18,12 @@ Examples:
   stylegan-anime bench --models stylegan2 --preset cpu --channel-base 2048 --channel-max 128
   stylegan-anime bench --models stylegan2 --sizes 128 --kimg 4 --amp bf16
   stylegan-anime bench --models stylegan2 --sizes 128 --reference ~/src/stylegan2-ada-pytorch
+  stylegan-anime bench --models stylegan2 --sizes 64,128 --reference ~/src/stylegan2-ada-pytorch --reference-only
   stylegan-anime bench --models stylegan2 --sizes 64 --profile prof/   # op table + Chrome trace per case
 """)
 @click.option("--models", default="stylegan2,dcgan,dcgan-tutorial,wgan,wgan-gp", show_default=True)
-@click.option("--sizes", default=None, help="comma-separated, 64 and/or 128 [default: 64,128 on CUDA, 64 on a CPU]")
+@click.option("--sizes", default=None,
+              help="comma-separated powers of two, 32 to 1024 [default: 64,128 on CUDA, 64 on a CPU]")
 @click.option("--preset", type=click.Choice(["auto", "paper", "cpu"]), default=None,
               help="StyleGAN2 preset [default: auto on CUDA, cpu on a CPU]")
 @click.option("--channel-base", type=int, default=None, help="StyleGAN2 channel base [default: the preset's]")
@@ -31,18 +33,24 @@ Examples:
 @click.option("--batch-gpu", type=int, default=None, help="images per forward pass [default: the whole batch]")
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--ops", type=click.Choice(["auto", "cuda", "ref"]), default="auto", show_default=True)
+@click.option("--ops", type=click.Choice(["auto", "cuda", "ref", "cpu"]), default="auto", show_default=True)
 @click.option("--reference", type=click.Path(file_okay=False), default=None,
               help="a stylegan2-ada-pytorch checkout to time on the same GPU (StyleGAN2 sizes only)")
+@click.option("--reference-only", is_flag=True,
+              help="time only the reference, with the batch ours would use (ours timed in another call)")
+@click.option("--reference-log", type=click.Path(dir_okay=False), default=None,
+              help="append the reference's whole output (its build messages included) to this file")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
               help="instead of timing, profile each case with torch.profiler: op table (printed and written) and a "
                    "Chrome trace in this folder")
 @click.option("--profile-iterations", type=int, default=16, show_default=True,
               help="iterations profiled (16 covers StyleGAN2's lazy regularisation)")
 def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_gpu, amp, device, ops, reference,
-          profile_dir, profile_iterations):
-    """Time training per model: s/kimg, img/s and peak memory after warm-up, printed as a table."""
-    from ..bench import bench_data, bench_model, bench_plan, bench_reference, format_table
+          reference_only, reference_log, profile_dir, profile_iterations):
+    """Time training per model: s/kimg, img/s and peak memory after warm-up, printed row by row as measured.
+
+    cuDNN autotuning is on and TF32 off, for ours and for --reference alike (stylegan2-ada-pytorch's defaults)."""
+    from ..bench import bench_data, bench_model, bench_plan, bench_reference
     from ..cuda_ops import set_default_impl
     from ..training.trainer import resolve_device
 
@@ -59,6 +67,8 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
         raise ConfigError("--kimg must be positive, --warmup >= 0")
     over = lambda name: sg2 if name == "stylegan2" else None  # noqa: E731  (the StyleGAN2 flags)
     sg2_note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sg2.items())
+    if reference_only and not reference:
+        raise ConfigError("--reference-only needs --reference PATH")
     if reference:
         from ..bench import check_reference
         try:
@@ -77,26 +87,45 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
                 click.echo(table)
                 click.echo(f"trace: {trace}", err=True)
         return
-    rows = []
-    for size in res:
-        click.echo(f"data delivery at {size} px: {bench_data(size, device=device):,.0f} img/s", err=True)
-        for name in names:
-            click.echo(f"timing {name} at {size} px ...", err=True)
-            rows.append(bench_model(name, size, kimg=kimg, warmup=warmup, device=device, batch_gpu=batch_gpu, amp=amp,
-                                    overrides=over(name)))
-            if name == "stylegan2":
-                rows[-1].note = sg2_note
-        if reference and "stylegan2" in names:
-            ours = next(r for r in rows if r.name == "stylegan2" and r.size == size)
-            try:
-                ref = bench_reference(reference, size, batch=ours.batch, kimg=max(kimg, 4))
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            ref.note = f"ours is {ref.sec_per_kimg / ours.sec_per_kimg:.2f}x faster"
-            rows.append(ref)
-    device_name = torch_device_name(device)
-    click.echo(f"# {device_name}, torch {__import__('torch').__version__}")
-    click.echo(format_table(rows))
+    import tempfile
+
+    import torch
+
+    from ..bench import backend_flags, bench_batch, format_head, format_row, reference_flags_text
+    flags = backend_flags()  # cuDNN autotuning on, TF32 off: as stylegan2-ada-pytorch trains
+    click.echo(f"# {torch_device_name(device)}, torch {torch.__version__}")
+    if not reference_only:
+        click.echo(f"# ours:      {flags}")
+    if reference:
+        click.echo(f"# reference: {reference_flags_text()} (train.py --nobench=False --allow-tf32=False; plugins "
+                   "built in a fresh TORCH_EXTENSIONS_DIR)")
+    click.echo(format_head())
+    with tempfile.TemporaryDirectory(prefix="sga-ref-ext-") as ext_dir:
+        for size in res:
+            ours = None
+            if not reference_only:
+                click.echo(f"data delivery at {size} px: {bench_data(size, device=device):,.0f} img/s", err=True)
+                for name in names:
+                    click.echo(f"timing {name} at {size} px ...", err=True)
+                    row = bench_model(name, size, kimg=kimg, warmup=warmup, device=device, batch_gpu=batch_gpu,
+                                      amp=amp, overrides=over(name))
+                    if name == "stylegan2":
+                        row.note, ours = sg2_note, row
+                    click.echo(format_row(row))  # at once: a later case that runs out of time loses only itself
+            if reference and "stylegan2" in names:
+                batch = ours.batch if ours is not None else bench_batch("stylegan2", size, sg2)
+                click.echo(f"timing stylegan2-ada-pytorch at {size} px (batch {batch}) ...", err=True)
+                try:
+                    ref = bench_reference(reference, size, batch=batch, kimg=max(kimg, 4), extensions_dir=ext_dir,
+                                          log_path=reference_log)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+                if ref.problems:
+                    click.echo(f"warning: the reference's log shows {'; '.join(ref.problems)}: its time is not "
+                               "comparable and no speed-up is claimed from it", err=True)
+                elif ours is not None:
+                    ref.note = f"reference; ours is {ref.sec_per_kimg / ours.sec_per_kimg:.2f}x faster"
+                click.echo(format_row(ref))
 
 
 def torch_device_name(device: str) -> str:

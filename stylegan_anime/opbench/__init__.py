@@ -34,8 +34,8 @@
 from __future__ import annotations
 
 from .cli import EPILOG, Options, build_parser, environment, main, parse_options, run
-from .common import (DTYPE_SHORT, DTYPES, IMPLS, QUICK_BATCH, QUICK_OVERRIDES, SIZES, UsageError, default_impl,
-                     one_line, patched, resolve_device, sync)
+from .common import (DEFAULT_SIZES, DTYPE_SHORT, DTYPES, IMPLS, QUICK_BATCH, QUICK_OVERRIDES, SIZES, UsageError,
+                     default_impl, one_line, patched, resolve_device, sync)
 from .report import (OP_HEAD, STEP_HEAD, TARGET_OP_SPEEDUP, Footnotes, format_columns, op_rows, op_table, step_body,
                      step_table, target_summary, weighted_totals)
 from .shapes import OpSig, Recorded, SignatureRecorder, build_networks, record_signatures, stylegan2_config
@@ -46,7 +46,8 @@ from .timing import (CompiledReference, OpTiming, compiled_reference, cuda_unava
 
 __all__ = [
     "EPILOG", "Options", "build_parser", "environment", "main", "parse_options", "run",
-    "DTYPE_SHORT", "DTYPES", "IMPLS", "QUICK_BATCH", "QUICK_OVERRIDES", "SIZES", "UsageError", "default_impl",
+    "DEFAULT_SIZES", "DTYPE_SHORT", "DTYPES", "IMPLS", "QUICK_BATCH", "QUICK_OVERRIDES", "SIZES", "UsageError",
+    "default_impl",
     "one_line", "patched", "resolve_device", "sync",
     "OP_HEAD", "STEP_HEAD", "TARGET_OP_SPEEDUP", "Footnotes", "format_columns", "op_rows", "op_table", "step_body",
     "step_table", "target_summary", "weighted_totals",

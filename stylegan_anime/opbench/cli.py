@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .common import DTYPES, IMPLS, QUICK_BATCH, QUICK_OVERRIDES, SIZES, UsageError, one_line, resolve_device
+from .common import (DEFAULT_SIZES, DTYPES, IMPLS, QUICK_BATCH, QUICK_OVERRIDES, SIZES, UsageError, one_line,
+                     resolve_device)
 from .report import op_table, step_table, target_summary
 from .shapes import OpSig, record_signatures, stylegan2_config
 from .step import probe_compile_double_backward, time_training_step
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     description = sys.modules[__package__].__doc__.split("\n\n")[0]  # the package docstring's first paragraph
     p = _Parser(prog="tools/bench_ops.py", description=description,
                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="64,128", help="comma-separated resolutions (64, 128) [64,128]")
+    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                   help="comma-separated resolutions, powers of two from 32 to 1024 [64,128]")
     p.add_argument("--batch", type=int, default=None,
                    help=f"batch per forward pass [the preset's: 32; --quick: {QUICK_BATCH}]")
     p.add_argument("--dtype", default="net", help="net (each op in the dtype the network runs it: the preset's "

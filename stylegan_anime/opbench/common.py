@@ -12,7 +12,9 @@ BA = importlib.import_module("stylegan_anime.cuda_ops.bias_act")  # the modules 
 UD = importlib.import_module("stylegan_anime.cuda_ops.upfirdn2d")
 from stylegan_anime.cuda_ops import backend as ops_backend  # noqa: E402
 
-SIZES = (64, 128)
+from stylegan_anime.training.config import SIZES  # noqa: E402  (every power of two, 32 ... 1024)
+
+DEFAULT_SIZES = (64, 128)  # what --sizes defaults to
 IMPLS = ("cuda", "ref", "compiled")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_SHORT = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.float64: "f64"}
