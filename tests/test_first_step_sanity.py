@@ -107,3 +107,26 @@ def test_training_logs_its_first_step(tmp_path, monkeypatch, capsys):
     assert err.count("first step: ops: bias_act ref") == 1 and "first step: gradients: G finite" in err
     log = next(tmp_path.rglob("log.txt")).read_text()
     assert "first step: dtypes: G: synthesis.b4 float32" in log
+
+
+@pytest.mark.parametrize("error", ["ops", "first_step"])
+def test_the_train_command_reports_them_in_one_line(error, tmp_path, capsys, monkeypatch):
+    """--ops cuda with plugins that failed their self-test, or a first CUDA step with non-finite values: one
+    `error:` line and exit 2, no traceback."""
+    from conftest import run_cli
+
+    from stylegan_anime.cuda_ops.backend import OpsUnavailableError
+    from stylegan_anime.training import trainer as trainer_module
+    from stylegan_anime.training.sanity import FirstStepError
+
+    exc = (OpsUnavailableError("--ops cuda: upfirdn2d failed its self-test (max error 0.25); use --ops auto or ref")
+           if error == "ops" else FirstStepError("the first step gave non-finite gradients in D"))
+
+    def boom(self):
+        raise exc
+    monkeypatch.setattr(trainer_module.Trainer, "train", boom)
+    code, _, err = run_cli(["train", "--data", "demo:8", "--model", "dcgan", "--dim", "4", "--batch", "4",
+                            "--device", "cpu", "--metrics", "none", "--no-progress", "--outdir",
+                            str(tmp_path / "runs")], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:") or "Traceback" in line]
+    assert code == 2 and lines == [f"error: {exc}"], err

@@ -8,13 +8,18 @@ import contextlib
 
 import click
 
+from ..cuda_ops.backend import OpsUnavailableError
 from ..data import DataError
 from ..output_files import OutputExists
 from ..stylegan2.official_import import ImportCheckpointError
 from ..training.checkpoint import CheckpointError, WriteError
 from ..training.config import ConfigError
+from ..training.sanity import FirstStepError
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError, OutputExists)
+# OpsUnavailableError: --ops cuda asked for plugins that failed to build or their self-test; FirstStepError: the
+# first CUDA step gave non-finite losses or gradients (training/sanity.py). Both say what to do in one line.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ImportCheckpointError, WriteError, OutputExists,
+               OpsUnavailableError, FirstStepError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

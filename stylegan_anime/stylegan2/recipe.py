@@ -142,9 +142,10 @@ def resolve(cfg: StyleGAN2Config, resolution: int, gpus: int = 1) -> StyleGAN2Co
 def network_kwargs(cfg: StyleGAN2Config, resolution: int, c_dim: int = 0) -> tuple[dict, dict]:
     """Constructor kwargs of G and D for a resolved config (also what official pickles are checked against)."""
     common = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
+                  fp16_dtype=cfg.fp16_dtype,  # both networks' reduced-precision blocks
                   conv_clamp=cfg.conv_clamp if cfg.conv_clamp > 0 else None)
     G = dict(z_dim=cfg.z_dim, c_dim=c_dim, w_dim=cfg.w_dim, img_resolution=resolution, img_channels=3,
-             mapping_kwargs=dict(num_layers=cfg.map_layers), fp16_dtype=cfg.fp16_dtype, **common)
+             mapping_kwargs=dict(num_layers=cfg.map_layers), **common)
     if not cfg.noise:
         G["use_noise"] = False
     D = dict(c_dim=c_dim, img_resolution=resolution, img_channels=3, architecture=cfg.d_architecture,

@@ -34,7 +34,7 @@ TAG_IMAGES = 1000  # tagacc's images without --metrics-num
 PROGRESS_EVERY_S = 30.0  # status lines of a long evaluation without a progress bar (at most this far apart)
 # Which way is better, and what real images score where it is known (docs/quality.md: real vs real at 64 px on
 # 10,000 anime faces, SWD from 4,096 images; AFD of real anime faces).
-REAL_REFERENCE = {"afd": "real faces 0.881"}
+REAL_REFERENCE = {"afd": "real faces 0.881", "c2st": "real vs real 0.50"}
 REAL_SWD_64 = "real vs real 18.3 on 64 px anime faces"
 
 
