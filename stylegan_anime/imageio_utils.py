@@ -1,8 +1,9 @@
-"""Turning generator output into pictures: uint8 conversion, grids, and writing PNG/JPEG files."""
+"""Turning generator output into pictures: uint8 conversion, grids, and writing PNG/JPEG and H.264 .mp4 files."""
 from __future__ import annotations
 
 import math
 import os
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -31,3 +32,25 @@ def make_grid(images: torch.Tensor, cols: int | None = None) -> np.ndarray:
 def save_image(array: np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
     """Save uint8 [H,W,3]; the format follows the extension (.png, .jpg ...)."""
     Image.fromarray(array).save(path, quality=quality)
+
+
+def write_mp4(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float) -> None:
+    """H.264 .mp4 (yuv420p, crf 18) from uint8 frames [H, W, 3] (odd sizes padded by one edge row/column)."""
+    import imageio_ffmpeg  # noqa: PLC0415
+
+    writer = None
+    try:
+        for frame in frames:
+            h, w = frame.shape[:2]
+            if h % 2 or w % 2:  # yuv420p needs even sizes: repeat the last row / column
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            if writer is None:
+                writer = imageio_ffmpeg.write_frames(
+                    str(path), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                    quality=None, macro_block_size=2, ffmpeg_log_level="error",
+                    output_params=["-crf", "18", "-preset", "medium", "-movflags", "+faststart"])
+                writer.send(None)
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        if writer is not None:
+            writer.close()

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from stylegan_anime.cli import main
-from stylegan_anime.tools import error_line, run_click
+from stylegan_anime.one_line import error_line, run_click
 from stylegan_anime.training import checkpoint as ckpt_mod
 from stylegan_anime.training.checkpoint import (CheckpointError, RunLock, RunLockedError, WriteError,
                                                 list_checkpoints, load_checkpoint, new_run_dir, writing)

@@ -280,7 +280,7 @@ def test_condition_changes_the_image(cls, embed):
     assert (img[0] - img[1]).abs().max() > 1e-2 and (img[0] - img[2]).abs().max() > 1e-2
     torch.testing.assert_close(img[:1], same, atol=1e-4, rtol=0)  # eval mode: per-sample, batch-independent
     if embed == "rgb":  # any colour can be asked for, and the palette colour equals its class
-        from stylegan_anime.tools.tags import rgb_labels
+        from stylegan_anime.reports.tags import rgb_labels
         with torch.no_grad():
             via_rgb = r.generate(G, z[:1], rgb_labels("pink", "blue"))
             other = r.generate(G, z[:1], rgb_labels((10, 200, 30), "#000000"))
@@ -516,7 +516,7 @@ def test_prepare_and_open_dataset_store_labels(tmp_path):
 
 # --- tools: tags -> labels, the hair x eye figure -----------------------------------------------------------
 def test_tags_to_labels_and_rgb_labels():
-    from stylegan_anime.tools.tags import rgb_labels, tags_to_labels
+    from stylegan_anime.reports.tags import rgb_labels, tags_to_labels
     c = tags_to_labels("pink hair, black eyes")
     assert c.dtype == torch.int64 and c.tolist() == [[H("pink"), E("black")]]
     assert tags_to_labels("Black Eyes").tolist() == [[-1, E("black")]]
@@ -552,7 +552,7 @@ def trained_cgan(tmp_path_factory):
 
 
 def test_hair_eye_grid(trained_cgan, tmp_path):
-    from stylegan_anime.tools.tags import hair_eye_grid, hair_eye_image, header_sizes
+    from stylegan_anime.reports.tags import hair_eye_grid, hair_eye_image, header_sizes
     grid = hair_eye_image(trained_cgan, z_seed=3, headers=False)
     assert grid.shape == (12 * 64, 10 * 64, 3) and grid.dtype == np.uint8
     rows = grid.reshape(12, 64, 10 * 64, 3).astype(np.int16)
@@ -581,7 +581,7 @@ def test_hair_eye_grid(trained_cgan, tmp_path):
 def test_hair_eye_grid_needs_a_conditional_checkpoint(trained_cgan):
     from types import SimpleNamespace
     from stylegan_anime.baselines.dcgan import DCGAN
-    from stylegan_anime.tools.tags import hair_eye_image, rgb_labels
+    from stylegan_anime.reports.tags import hair_eye_image, rgb_labels
     fake = SimpleNamespace(recipe=DCGAN(DCGAN.make_config(dim=4), 64, CPU), config=SimpleNamespace(model="dcgan"))
     fake.G = fake.recipe.nets["G"]
     with pytest.raises(ValueError, match="tag-conditional.*dcgan"):

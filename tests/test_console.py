@@ -86,7 +86,7 @@ def test_grid_names_by_nimg_never_overwrite(toy_model, tiny_data, tmp_path):
     assert names == [f"fakes-{tag}-{n:09d}.png" for tag in ("G", "ema") for n in (0, 8, 16, 24)]
 
     # the reference protocol's summary picks the newest grid, older runs' names (kimg) included
-    from stylegan_anime.tools.reference import _grid_nimg
+    from stylegan_anime.reports.reference import _grid_nimg
     mixed = ["fakes-ema-000020kimg.png", "fakes-ema-000000512.png", "fakes-ema-000030000.png", "fakes-ema-000001kimg.png"]
     from pathlib import Path
     assert [p.name for p in sorted(map(Path, mixed), key=_grid_nimg)] == [

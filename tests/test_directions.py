@@ -12,9 +12,9 @@ from PIL import Image
 from conftest import TINY_STYLEGAN2, run_cli, train_run
 from stylegan_anime.generate import Sampler, seed_latents
 from stylegan_anime.output_files import OutputExists
-from stylegan_anime.tools.directions import (Directions, direction_grid, direction_image, edit_ws, find_directions,
+from stylegan_anime.editing.directions import (Directions, direction_grid, direction_image, edit_ws, find_directions,
                                              load_directions, parse_steps)
-from stylegan_anime.tools.latents import (layer_groups, load_latent, mix_layers, parse_layer_spec, render,
+from stylegan_anime.editing.latents import (layer_groups, load_latent, mix_layers, parse_layer_spec, render,
                                           save_latent, seed_ws, ws_resolutions)
 
 
@@ -373,7 +373,7 @@ class BrightnessTagger(torch.nn.Module):
 
 
 def test_tag_report_measures_the_classifier_shift(sampler):
-    from stylegan_anime.tools.directions import tag_report
+    from stylegan_anime.editing.directions import tag_report
 
     d = find_directions(sampler.G, k=2)
     rows = tag_report(sampler, d, BrightnessTagger(), {"hair": ["light", "dark"], "eye": ["blue", "red"]}, n=8)
@@ -400,3 +400,20 @@ def test_directions_tag_report_command(runs, tmp_path, capsys, monkeypatch):
                             "--tags-data", str(cond)], capsys)            # a folder of images without tags
     assert code == 2 and err.splitlines()[-1].startswith("error: --tags-data") and "Traceback" not in err, err
     assert "has no hair/eye labels" in err and not (tmp_path / "e.npz").exists()       # checked before any work
+
+
+def test_seed_ws_condition_choice_for_a_conditional_model(tiny_runs):
+    """One seed_ws for editing and reports: by default each seed maps with its own tags (what explore / edit
+    show), zero_condition maps with c = 0 (the videos' keyframes and the figures). They differ for a
+    tag-conditional StyleGAN2 and agree for an unconditional one."""
+    from stylegan_anime.generate import Sampler, seed_latents
+
+    cond = Sampler(tiny_runs["cond"], device="cpu")
+    own, zero = seed_ws(cond, [3, 4]), seed_ws(cond, [3, 4], zero_condition=True)
+    assert not torch.allclose(own, zero)
+    z = seed_latents([3, 4], cond.recipe.z_dim)
+    with torch.no_grad():
+        expect = cond.G.mapping(z, torch.zeros(2, cond.G.c_dim))
+    assert torch.allclose(zero, expect)
+    plain = Sampler(tiny_runs["sg2"], device="cpu")
+    assert torch.equal(seed_ws(plain, [3, 4]), seed_ws(plain, [3, 4], zero_condition=True))

@@ -25,8 +25,8 @@ from PIL import Image
 from stylegan_anime.explore import Explorer, View, make_server
 from stylegan_anime.explore.server import page
 from stylegan_anime.generate import Sampler
-from stylegan_anime.tools.directions import edit_ws, find_directions
-from stylegan_anime.tools.latents import layer_groups, load_latent, save_latent, seed_ws
+from stylegan_anime.editing.directions import edit_ws, find_directions
+from stylegan_anime.editing.latents import layer_groups, load_latent, save_latent, seed_ws
 from conftest import run_cli
 
 
@@ -148,7 +148,7 @@ def test_tags_need_a_conditional_model(explorer):
 
 def test_tags_of_a_conditional_stylegan2(tiny_runs):
     """The tags are the mapping network's condition: they change w (and the image); no tags = the seed's own."""
-    from stylegan_anime.tools.tags import tags_to_labels
+    from stylegan_anime.reports.tags import tags_to_labels
 
     s = Sampler(tiny_runs["cond"], device="cpu")
     ex = Explorer(s)
@@ -184,7 +184,8 @@ def test_page_uses_only_existing_elements_and_routes():
     assert used and used <= ids, used - ids
     for name in re.findall(r'\$\("([^"]+)"\)\.value', html):  # every value the page sends is a View setting
         if name not in ("source", "tags"):
-            assert name in View.__dataclass_fields__, name
+            field = {"class": "class_index"}.get(name, name)  # the query key `class` is View.class_index
+            assert field in View.__dataclass_fields__, name
     assert set(re.findall(r'"(/api/\w+)', html)) == {"/api/info", "/api/image", "/api/save"}
 
 

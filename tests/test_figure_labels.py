@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylegan_anime.tools.figure_labels import (DEFAULT_FACE_PX, face_size, labelled_grid, scale_frame, signed,
+from stylegan_anime.figure_labels import (DEFAULT_FACE_PX, face_size, labelled_grid, scale_frame, signed,
                                                 upscale)
-from stylegan_anime.tools.number_checks import AMOUNT_LIMIT, check_amount, check_number, check_psi
+from stylegan_anime.number_checks import AMOUNT_LIMIT, check_amount, check_number, check_psi
 
 
 def tiles(rows: int, cols: int, px: int = 8) -> np.ndarray:

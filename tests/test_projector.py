@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import run_cli
 from stylegan_anime.generate import Sampler
-from stylegan_anime.tools.latents import load_latent, render, seed_ws, w_avg_ws
-from stylegan_anime.tools.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, _noise_penalty,
+from stylegan_anime.editing.latents import load_latent, render, seed_ws, w_avg_ws
+from stylegan_anime.editing.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, _noise_penalty,
                                             learning_rate, load_discriminator, load_target, project,
                                             projection_compare, psnr)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stylegan_anime.tools.reference import DONE, Entry, parse_entry, run_protocol, summarize, train_command
+from stylegan_anime.reports.reference import DONE, Entry, parse_entry, run_protocol, summarize, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

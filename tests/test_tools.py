@@ -23,11 +23,13 @@ from PIL import Image
 from stylegan_anime.generate import Sampler
 from stylegan_anime.imageio_utils import to_uint8
 from stylegan_anime.output_files import OutputExists
-from stylegan_anime.tools import (compare_runs, format_table, has_w_space, latent_path, load_run, plot_runs,
-                                  render_video, run_click, style_mixing_figure, truncation_figure, video_frames,
-                                  write_submission)
-from stylegan_anime.tools.figures import parse_layers, style_mixing_image, truncation_image
-from stylegan_anime.tools.video import catmull_rom_loop, gif_durations, keyframe_ws, parse_grid, slerp
+from stylegan_anime.editing import has_w_space
+from stylegan_anime.editing.latents import parse_layers, seed_ws
+from stylegan_anime.one_line import run_click
+from stylegan_anime.reports import (compare_runs, format_table, latent_path, load_run, plot_runs, render_video,
+                                    style_mixing_figure, truncation_figure, video_frames, write_submission)
+from stylegan_anime.reports.figures import style_mixing_image, truncation_image
+from stylegan_anime.reports.video import catmull_rom_loop, gif_durations, parse_grid, slerp
 
 from conftest import TINY_STYLEGAN2, train_run
 
@@ -130,7 +132,7 @@ def test_loop_path_passes_through_the_keyframes(dcgan, sg2):
     assert (z.norm(dim=1) > 0.95 * lo).all() and (z.norm(dim=1) < 1.05 * hi).all()  # stays on the z shell
     space, w = latent_path(sg2, seeds, "auto", n_frames=12, psi=0.7)
     assert space == "w" and w.shape == (12, sg2.G.num_ws, 16)
-    assert torch.allclose(w[[0, 4, 8]], keyframe_ws(sg2, seeds, psi=0.7), atol=1e-5)
+    assert torch.allclose(w[[0, 4, 8]], seed_ws(sg2, seeds, psi=0.7, zero_condition=True), atol=1e-5)
 
 
 def test_z_slerp_and_w_lerp_paths(dcgan, sg2):
@@ -142,10 +144,10 @@ def test_z_slerp_and_w_lerp_paths(dcgan, sg2):
     assert torch.allclose(z[2], slerp(a[None], b[None], torch.tensor([0.5]))[0], atol=1e-6)
     assert z[2].norm() > 0.95 * min(a.norm(), b.norm())  # a straight line would cut through the shell
     _, w = latent_path(sg2, [3, 4], "w-lerp", n_frames=5, psi=0.5)
-    wa, wb = keyframe_ws(sg2, [3, 4], psi=0.5)
+    wa, wb = seed_ws(sg2, [3, 4], psi=0.5, zero_condition=True)
     assert torch.allclose(w[1], 0.75 * wa + 0.25 * wb, atol=1e-6)
     w_avg = sg2.G.mapping.w_avg
-    untruncated = keyframe_ws(sg2, [3], psi=1.0)[0]
+    untruncated = seed_ws(sg2, [3], psi=1.0, zero_condition=True)[0]
     assert torch.allclose(wa, w_avg + 0.5 * (untruncated - w_avg), atol=1e-5)  # psi pulls towards w_avg
 
 

@@ -211,7 +211,7 @@ def test_ranks_stop_and_evaluate_on_rank0s_training_time(tmp_path):
 def test_compare_plots_training_hours_and_tabulates_training_minutes(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    from stylegan_anime.tools import compare
+    from stylegan_anime.reports import compare
 
     def make_run(name, lines=()):
         run = tmp_path / name
@@ -267,7 +267,7 @@ def _short_run(tmp_path, name="00000-stylegan2-demo-64"):
 
 
 def test_compare_table_fits_a_terminal(tmp_path):
-    from stylegan_anime.tools import compare
+    from stylegan_anime.reports import compare
     runs = [_short_run(tmp_path, f"0000{i}-stylegan2-demo-64") for i in range(2)]
     rows = compare.compare_runs(runs)
     assert "num_images/swd_best" not in rows[0]  # a count, not a metric
@@ -285,7 +285,7 @@ def test_compare_table_fits_a_terminal(tmp_path):
 
 
 def test_compare_plot_of_a_short_run_draws_its_losses_not_a_panel_per_level(tmp_path):
-    from stylegan_anime.tools import compare
+    from stylegan_anime.reports import compare
     fig = compare._figure(compare._load_all([_short_run(tmp_path)], progress=False))
     titles = [ax.get_title() for ax in fig.axes[::2]]
     assert titles == ["swd (lower is better)", "Loss/G", "Loss/D"], titles  # not swd/64, swd/32 ... one dot each

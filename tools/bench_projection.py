@@ -43,9 +43,9 @@ def main(checkpoint, seeds, reals, real_count, real_offset, steps, configs, figu
     from stylegan_anime.data import open_dataset
     from stylegan_anime.generate import Sampler, parse_seeds
     from stylegan_anime.imageio_utils import save_image
-    from stylegan_anime.tools import error_line
-    from stylegan_anime.tools.latents import render, seed_ws, w_avg_ws
-    from stylegan_anime.tools.projector import (DiscriminatorFeatures, ProjectSettings, load_discriminator,
+    from stylegan_anime.one_line import error_line
+    from stylegan_anime.editing.latents import render, seed_ws, w_avg_ws
+    from stylegan_anime.editing.projector import (DiscriminatorFeatures, ProjectSettings, load_discriminator,
                                                 project, psnr)
 
     try:

@@ -32,7 +32,7 @@ or with a single evaluation, are also plotted by Loss/G and Loss/D.
 @click.option("--levels", is_flag=True, help="also the parts of each metric (swd/64, swd/32 ..., tagacc/hair)")
 def main(runs, plot, as_json, progress, width, levels):
     """Compare the runs RUNS... (run folders, or folders of run folders)."""
-    from stylegan_anime.tools.compare import compare_runs, format_table, plot_runs
+    from stylegan_anime.reports.compare import compare_runs, format_table, plot_runs
 
     rows = compare_runs(runs, progress=progress)
     table = format_table(rows, width="terminal" if width is None else width, levels=levels)
@@ -43,6 +43,6 @@ def main(runs, plot, as_json, progress, width, levels):
 
 
 if __name__ == "__main__":
-    from stylegan_anime.tools import run_click
+    from stylegan_anime.one_line import run_click
 
     run_click(main, prog_name="tools/compare_runs.py")

@@ -60,8 +60,8 @@ def main(checkpoint, directions_file, seed, direction, amount, out, overwrite, b
     from stylegan_anime.explore import Explorer, make_server
     from stylegan_anime.generate import Sampler
     from stylegan_anime.output_files import OutputExists, free_name, new_output
-    from stylegan_anime.tools import error_line
-    from stylegan_anime.tools.directions import load_directions
+    from stylegan_anime.one_line import error_line
+    from stylegan_anime.editing.directions import load_directions
 
     try:
         sampler = Sampler(checkpoint, device=device)

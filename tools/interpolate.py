@@ -44,9 +44,9 @@ def main(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, ema, d
     """Render an interpolation video between the given seeds."""
     from stylegan_anime.generate import Sampler, parse_seeds
     from stylegan_anime.output_files import claim_paths
-    from stylegan_anime.tools.figure_labels import face_size
-    from stylegan_anime.tools.number_checks import check_psi
-    from stylegan_anime.tools.video import frame_count, parse_grid, render_video
+    from stylegan_anime.figure_labels import face_size
+    from stylegan_anime.number_checks import check_psi
+    from stylegan_anime.reports.video import frame_count, parse_grid, render_video
 
     seed_list = parse_seeds(seeds)
     if len(seed_list) < 2:
@@ -65,6 +65,6 @@ def main(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, ema, d
 
 
 if __name__ == "__main__":
-    from stylegan_anime.tools import run_click
+    from stylegan_anime.one_line import run_click
 
     run_click(main, prog_name="tools/interpolate.py")

@@ -41,8 +41,8 @@ def _common(func):
 def _check_first(output, face_px, *psis):
     """Before the checkpoint is read: a taken --output, a bad --face-px or psi (one-line errors)."""
     from stylegan_anime.output_files import claim_paths
-    from stylegan_anime.tools.figure_labels import face_size
-    from stylegan_anime.tools.number_checks import check_psi
+    from stylegan_anime.figure_labels import face_size
+    from stylegan_anime.number_checks import check_psi
 
     face_size(face_px, 1)
     for psi in psis:
@@ -67,7 +67,7 @@ Example:
 def style_mixing(checkpoint, output, batch, ema, device, face_px, row_seeds, col_seeds, styles, psi):
     """Style-mixing figure: rows x cols cells mixing the styles of two seeds."""
     from stylegan_anime.generate import parse_seeds
-    from stylegan_anime.tools.figures import style_mixing_figure
+    from stylegan_anime.reports.figures import style_mixing_figure
 
     rows, cols = parse_seeds(row_seeds), parse_seeds(col_seeds)
     _check_first(output, face_px, psi)
@@ -87,7 +87,7 @@ Example:
 def truncation(checkpoint, output, batch, ema, device, face_px, seeds, psis):
     """Truncation figure: rows = seeds, columns = psi (psi 0 is the average face w_avg)."""
     from stylegan_anime.generate import parse_seeds
-    from stylegan_anime.tools.figures import truncation_figure
+    from stylegan_anime.reports.figures import truncation_figure
 
     try:
         psi_list = [float(p) for p in psis.split(",") if p.strip()]
@@ -101,6 +101,6 @@ def truncation(checkpoint, output, batch, ema, device, face_px, seeds, psis):
 
 
 if __name__ == "__main__":
-    from stylegan_anime.tools import run_click
+    from stylegan_anime.one_line import run_click
 
     run_click(main, prog_name="tools/make_figures.py")

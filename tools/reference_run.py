@@ -49,7 +49,7 @@ def main(models, data, size, minutes, eval_minutes, logdir, metrics, inception, 
     """Train MODELs for the same training time on the same data and compare them."""
     import sys
 
-    from stylegan_anime.tools.reference import parse_entry, run_protocol, summarize
+    from stylegan_anime.reports.reference import parse_entry, run_protocol, summarize
 
     entries = [parse_entry(m) for m in models]
     if summary_only:
@@ -67,6 +67,6 @@ def main(models, data, size, minutes, eval_minutes, logdir, metrics, inception, 
 
 
 if __name__ == "__main__":
-    from stylegan_anime.tools import run_click
+    from stylegan_anime.one_line import run_click
 
     run_click(main, prog_name="tools/reference_run.py")

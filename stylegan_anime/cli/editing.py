@@ -5,7 +5,7 @@
                 and for labelled data which directions move the predicted hair / eye colour
     edit        seeds or a projected latent moved along a direction: a figure, an image + latent, or an mp4
 
-The work is in stylegan_anime.tools.projector / .directions / .latents; bad input is one line, exit 2.
+The work is in stylegan_anime.editing.projector / .directions / .latents; bad input is one line, exit 2.
 Every figure is labelled (tools.figure_labels) with faces at --face-px (default 256, or the model's size if
 larger), videos too. No output is ever written over an existing file: all of a command's output paths are
 claimed before any work (OutputExists, one line), and each is written through output_files.new_output.
@@ -28,7 +28,7 @@ device_option = click.option("--device", default="auto", show_default=True, help
 
 def _sampler(checkpoint: str, device: str):
     from ..generate import Sampler
-    from ..tools import require_w_space
+    from ..editing import require_w_space
 
     sampler = Sampler(checkpoint, device=device)
     require_w_space(sampler, "this command")
@@ -118,9 +118,9 @@ def project(checkpoint, target, outdir, mode, steps, distance, vgg, pixel_weight
             progress, face_px, device):
     """Find the latent of a target image in a StyleGAN2 checkpoint (stylegan2-ada-pytorch's projector)."""
     from ..imageio_utils import save_image
-    from ..tools.figure_labels import face_size
-    from ..tools.latents import save_latent
-    from ..tools.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, load_discriminator,
+    from ..figure_labels import face_size
+    from ..editing.latents import save_latent
+    from ..editing.projector import (DiscriminatorFeatures, LPIPSFeatures, ProjectSettings, load_discriminator,
                                    load_target, project as run_projection, projection_compare, projection_frames,
                                    projection_names, psnr)
 
@@ -154,9 +154,9 @@ def project(checkpoint, target, outdir, mode, steps, distance, vgg, pixel_weight
         with _written(names["compare"]) as tmp:
             save_image(projection_compare(target_u8, result.image, quality, caption, face_px).image, tmp)
         if video:
-            from ..tools.video import _write_mp4
+            from ..imageio_utils import write_mp4
             with _written(names["video"]) as tmp:
-                _write_mp4(projection_frames(target_u8, result.frames, face_px), tmp, fps=30)
+                write_mp4(projection_frames(target_u8, result.frames, face_px), tmp, fps=30)
     click.echo(f"projected {target} ({mode}, {steps} steps, {distance}): PSNR {quality:.2f} dB; wrote "
                f"{', '.join(p.name for p in names.values())} in {outdir}", err=True)
 
@@ -195,9 +195,9 @@ def directions(checkpoint, out, num, layers, figures, seeds, steps_text, psi, vi
     Each figure direction-K.png is labelled: its title names the direction and its layers, a row per seed,
     a column per amount (in sigma, the standard deviation of w along the direction)."""
     from ..generate import parse_seeds
-    from ..tools.directions import direction_figure, direction_video, find_directions, parse_steps
-    from ..tools.figure_labels import face_size
-    from ..tools.number_checks import check_psi
+    from ..editing.directions import direction_figure, direction_video, find_directions, parse_steps
+    from ..figure_labels import face_size
+    from ..number_checks import check_psi
 
     with user_errors():
         steps = parse_steps(steps_text)
@@ -247,7 +247,7 @@ def _tags_dataset(sampler, data: str):
 
 def _tags_report(sampler, dirs, ds) -> None:
     from ..metrics.tagacc import train_classifier
-    from ..tools.directions import tag_report
+    from ..editing.directions import tag_report
 
     classifier, holdout = train_classifier(ds, sampler.device, progress=True)
     rows = tag_report(sampler, dirs, classifier, ds.label_names)
@@ -296,10 +296,10 @@ def edit(checkpoint, directions_file, direction, seeds, latent, amount, steps_te
 
     from ..generate import parse_seeds
     from ..imageio_utils import save_image
-    from ..tools.directions import direction_figure, direction_video, edit_ws, load_directions, parse_steps
-    from ..tools.figure_labels import face_size
-    from ..tools.latents import load_latent, render, save_latent, seed_ws
-    from ..tools.number_checks import check_amount, check_psi
+    from ..editing.directions import direction_figure, direction_video, edit_ws, load_directions, parse_steps
+    from ..figure_labels import face_size
+    from ..editing.latents import load_latent, render, save_latent, seed_ws
+    from ..number_checks import check_amount, check_psi
 
     with user_errors():
         if (seeds is None) == (latent is None):

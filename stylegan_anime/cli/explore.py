@@ -36,8 +36,8 @@ def explore(checkpoint, directions_file, latent_files, port, host, outdir, max_s
     """Browse a StyleGAN2 checkpoint in the browser: seed, truncation, style mixing, noise, directions."""
     from ..explore import Explorer, make_server
     from ..generate import Sampler
-    from ..tools.directions import load_directions
-    from ..tools.latents import load_latent
+    from ..editing.directions import load_directions
+    from ..editing.latents import load_latent
 
     with user_errors():
         sampler = Sampler(checkpoint, device=device)

@@ -155,7 +155,7 @@ Examples:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of metrics vs kimg and wall-clock")
 def compare(runs, plot):
     """Table of runs side by side (model, size, best and last metric values, kimg, wall-clock, img/s)."""
-    from ..tools.compare import compare_runs, expand_run_dirs, format_table, plot_runs
+    from ..reports.compare import compare_runs, expand_run_dirs, format_table, plot_runs
     with user_errors():
         dirs = expand_run_dirs(runs)
         click.echo(format_table(compare_runs(dirs)))

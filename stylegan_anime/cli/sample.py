@@ -1,5 +1,5 @@
 """The `stylegan-anime` subcommands that sample a trained checkpoint: generate (grids, numbered files, tag or
-colour conditions), videos, figures and tag grids (the functions live in `stylegan_anime.tools`; `tools/*.py`
+colour conditions), videos, figures and tag grids (the functions live in `stylegan_anime.reports`; `tools/*.py`
 are the same as standalone scripts). Bad input is a one-line `error: ...` with exit code 2.
 """
 from __future__ import annotations
@@ -100,7 +100,7 @@ def generate(checkpoint, seeds, grid, cols, count, seed, outdir, ext, tgz, tags,
     if file_seeds is not None:
         from ..output_files import new_output
         from ..training.checkpoint import writing
-        from ..tools.submission import pack
+        from ..reports.submission import pack
         sampler.save_files(file_seeds, outdir, ext=ext, batch=batch, labels=labels)
         click.echo(f"wrote {count} images to {outdir}", err=True)
         if tgz is not None:
@@ -135,7 +135,7 @@ def _condition(sampler, tags, hair_rgb, eye_rgb):
         return None
     if not sampler.conditional:
         raise ConfigError(f"--tags / --hair-rgb / --eye-rgb need a tag-conditional model; this is {sampler.config.model}")
-    from ..tools.tags import rgb_labels, tags_to_labels
+    from ..reports.tags import rgb_labels, tags_to_labels
     try:
         if tags is not None:
             if hair_rgb or eye_rgb:
@@ -170,9 +170,9 @@ def video(checkpoint, seeds, output, mode, fps, seconds, grid, psi, batch, face_
     """Interpolation video: z slerp, w lerp or a smooth looping spline through keyframe seeds (never written over
     an existing file)."""
     from ..output_files import claim_paths
-    from ..tools.figure_labels import face_size
-    from ..tools.number_checks import check_psi
-    from ..tools.video import frame_count, parse_grid, render_video
+    from ..figure_labels import face_size
+    from ..number_checks import check_psi
+    from ..reports.video import frame_count, parse_grid, render_video
     with user_errors():
         frame_count(fps, seconds)  # bad numbers before any work
         check_psi(psi)
@@ -197,7 +197,7 @@ Examples:
 @device_option
 def style_mixing(checkpoint, rows, cols, styles, psi, output, device):
     """The StyleGAN style-mixing figure: row seeds x column seeds with a chosen range of styles swapped."""
-    from ..tools.figures import style_mixing_figure
+    from ..reports.figures import style_mixing_figure
     with user_errors():
         path = style_mixing_figure(_sampler(checkpoint, device), output, _seeds(rows), _seeds(cols), styles=styles,
                                    psi=psi)
@@ -216,7 +216,7 @@ Examples:
 @device_option
 def truncation(checkpoint, seeds, psis, output, device):
     """Truncation sweep figure: rows = seeds, columns = psi (StyleGAN2)."""
-    from ..tools.figures import truncation_figure
+    from ..reports.figures import truncation_figure
     try:
         values = [float(p) for p in psis.split(",")]
     except ValueError:
@@ -240,7 +240,7 @@ Examples:
 @device_option
 def tags_grid(checkpoint, output, z_seed, hair, eye, device):
     """Row: hair colour, column: eye colour, same z: what a tag-conditional model learned."""
-    from ..tools.tags import hair_eye_grid
+    from ..reports.tags import hair_eye_grid
     with user_errors():
         path = hair_eye_grid(_sampler(checkpoint, device), output, z_seed=z_seed, hair=hair, eye=eye)
     click.echo(f"wrote {path}", err=True)

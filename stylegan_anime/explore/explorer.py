@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 
 from ..output_files import OutputExists, new_output
-from ..tools import model_name, require_w_space
-from ..tools.directions import Directions, edit_ws
-from ..tools.latents import layer_groups, mix_layers, render, save_latent, seed_ws
+from ..editing import model_name, require_w_space
+from ..editing.directions import Directions, edit_ws
+from ..editing.latents import layer_groups, mix_layers, render, save_latent, seed_ws
 from ..training.recipe import seeded_noise
 from .view import View, ViewError
 
@@ -74,7 +74,7 @@ class Explorer:
         if not self.sampler.conditional:
             return None
         if view.tags:
-            from ..tools.tags import tags_to_labels
+            from ..reports.tags import tags_to_labels
             return tags_to_labels(view.tags, self.sampler.config.label_names)
         if view.class_index >= 0:  # class-conditional: this class for every image
             return torch.tensor([[view.class_index]], dtype=torch.int64)

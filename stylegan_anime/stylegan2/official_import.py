@@ -23,7 +23,7 @@ Pipeline:
                                      'training_set_kwargs': dict}          (tensors and plain values only)
     convert(official)            -> {'G_kwargs', 'D_kwargs', 'nets': {'G', 'D', 'G_ema'}, ...}
                                     (this project's constructor kwargs and state dicts, checked key by key)
-    import_checkpoint(pkl, out)  -> writes a checkpoint that `training.checkpoint.load_checkpoint` reads
+    import_pickle.import_pickle(pkl, out) -> writes a checkpoint that `training.checkpoint.load_checkpoint` reads
                                     (import_pickle.py; TensorFlow-era pickles: tf_import.py)
 
 Our `Generator` / `Discriminator` take the same constructor arguments and use the same state-dict names
@@ -59,7 +59,6 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "read_official_pickle",
     "convert",
-    "import_checkpoint",
 ]
 
 NETWORKS = ("G", "D", "G_ema")
@@ -486,14 +485,6 @@ def _load_checked(net: torch.nn.Module, official_sd: dict, key: str) -> None:
 
 # ==========================================================================================================
 # 4. Writing a checkpoint of this project's format.
-
-
-def import_checkpoint(pkl_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Import `pkl_path` (a stylegan2-ada-pytorch or TensorFlow-era pickle) into a checkpoint at `out_path`;
-    see `import_pickle.import_pickle`, which also says what it found."""
-    from .import_pickle import import_pickle
-
-    return import_pickle(pkl_path, out_path).path
 
 
 # ==========================================================================================================

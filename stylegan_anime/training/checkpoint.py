@@ -38,7 +38,8 @@ from typing import Callable
 import torch
 
 from ..output_files import OutputExists
-from ..tools import error_line as error_text  # first non-blank line of a message, else the type name
+from ..one_line import error_line as error_text  # first non-blank line of a message, else the type name
+from .checkpoint_errors import CheckpointError  # noqa: F401 (re-exported: the CLI and tools import it here)
 
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -49,14 +50,6 @@ BAD_SUFFIX = ".bad"  # an unreadable checkpoint set aside by a resume that fell 
 # a CheckpointError naming the key, not a TypeError / KeyError deep inside.
 REQUIRED_KEYS = {"config": ("data", "model", "size", "model_cfg"), "nets": ("G", "D", "G_ema"),
                  "progress": ("nimg", "iteration", "skipped")}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, unreadable, not ours): one-line message."""
-
-    def __init__(self, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.reason = reason or message  # what is wrong, without the file name
 
 
 class RunLockedError(CheckpointError):
@@ -267,7 +260,7 @@ def _load_file(path: Path, map_location="cpu", use: tuple[str, ...] = ("G", "D",
     if state["format"] != FORMAT:
         raise bad(f"it has checkpoint format {state['format']!r}; this stylegan-anime reads format {FORMAT}")
     _check_keys(state, bad)
-    from .checkpoint_check import check_checkpoint  # noqa: PLC0415 (it imports this module)
+    from .checkpoint_check import check_checkpoint  # noqa: PLC0415 (builds networks: only when a file is read)
     check_checkpoint(state, path, use)
     state["path"] = str(path)
     return state

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint_errors import CheckpointError
 from .config import ConfigError, TrainConfig, check_field, check_size
 
 NETS = ("G", "D", "G_ema")

@@ -65,7 +65,7 @@ def scaled_because(names: list[str], cfg) -> str:
 def hint(metric: str, value_count: int, size: int, floor: float | None = None) -> str:
     """' (lower is better; real vs real 18.3)', ' (higher is better; real faces 0.881)' ... for the console line
     of a metric; `floor`: the real-vs-real value measured with it (swd_floor), else a known reference."""
-    from ..tools.compare import lower_is_better  # noqa: PLC0415
+    from ..metrics.direction import lower_is_better  # noqa: PLC0415
     words = ["lower is better" if lower_is_better(metric) else "higher is better"]
     if floor is not None:
         words.append(f"real vs real {floor:.4g}")

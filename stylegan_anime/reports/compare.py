@@ -32,26 +32,17 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..metrics.direction import lower_is_better
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-HIGHER_IS_BETTER = ("afd", "is", "precision", "recall", "pr_", "acc", "c2st_loss")  # c2st (accuracy): lower
-LOWER_IS_BETTER = ("fid", "kid", "swd", "ppl")
 _EVENTS = re.compile(r"events\.out\.tfevents\.(\d+)")
 
 
 def is_part(metric: str) -> bool:
     """A part of a metric, or its reference, rather than a metric: swd/64, tagacc/hair, swd_floor (real vs real)."""
     return "/" in metric or metric.endswith("_floor")
-
-
-def lower_is_better(metric: str) -> bool:
-    name = metric.split("/")[-1].lower()
-    if name.startswith(LOWER_IS_BETTER):
-        return True
-    if name.startswith(HIGHER_IS_BETTER):
-        return False
-    return True
 
 
 @dataclass

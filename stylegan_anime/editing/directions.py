@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from ..generate import seed_latents
-from ..imageio_utils import save_image
+from ..imageio_utils import save_image, write_mp4
 from ..output_files import new_output
 from . import require_w_space
-from .figure_labels import LabelledGrid, face_size, labelled_grid, scale_frame, signed
+from ..figure_labels import LabelledGrid, face_size, labelled_grid, scale_frame, signed
 from .latents import open_npz, parse_layer_spec, render, seed_ws
-from .number_checks import AMOUNT_LIMIT
+from ..number_checks import AMOUNT_LIMIT
 
 DIRECTIONS_FORMAT = "stylegan-anime-directions"
 SIGMA_SAMPLES = 2000
@@ -238,7 +238,6 @@ def direction_video(sampler, dirs: Directions, index: int, path, seeds: Sequence
                     base_ws: torch.Tensor | None = None, face_px: int | None = None) -> Path:
     """An mp4: the seeds side by side, swept 0 -> +amount -> -amount -> 0 along one direction, each face
     upscaled to face_px (default: face_size's). Never written over an existing file (OutputExists)."""
-    from .video import _write_mp4
 
     n = max(int(round(fps * seconds)), 2)
     t = np.linspace(0, 1, n, endpoint=False)
@@ -252,7 +251,7 @@ def direction_video(sampler, dirs: Directions, index: int, path, seeds: Sequence
             yield scale_frame(np.concatenate(list(cells), axis=1), (px, px * len(cells)))
 
     with new_output(path) as tmp:
-        _write_mp4(frames(), tmp, fps)
+        write_mp4(frames(), tmp, fps)
     return Path(path)
 
 

@@ -42,11 +42,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generate import seed_latents
-from ..imageio_utils import to_uint8
+from ..imageio_utils import to_uint8, write_mp4
 from ..output_files import claim_paths, new_output
-from . import has_w_space, model_name, require_w_space
-from .figure_labels import face_size, scale_frame
-from .number_checks import FPS_RANGE, SECONDS_RANGE, check_number, check_psi
+from ..editing import has_w_space, model_name, require_w_space
+from ..editing.latents import seed_ws
+from ..figure_labels import face_size, scale_frame
+from ..number_checks import FPS_RANGE, SECONDS_RANGE, check_number, check_psi
 
 MODES = ("auto", "loop", "z-slerp", "w-lerp", "z-loop", "w-loop")
 FORMATS = (".mp4", ".gif")
@@ -153,16 +154,6 @@ def _times(n_frames: int, keys: int, loop: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def keyframe_ws(sampler, seeds: Sequence[int], psi: float = 1.0) -> torch.Tensor:
-    """ws [len(seeds), num_ws, w_dim] of seeds, truncated by psi towards w_avg (StyleGAN2 only)."""
-    require_w_space(sampler, "W space")
-    G = sampler.G
-    z = seed_latents(list(seeds), sampler.recipe.z_dim).to(sampler.device)
-    c = torch.zeros([z.shape[0], getattr(G, "c_dim", 0)], device=sampler.device)
-    return G.mapping(z, c, truncation_psi=psi).float()
-
-
-@torch.no_grad()
 def latent_path(sampler, seeds: Sequence[int], mode: str = "auto", n_frames: int = 300,
                 psi: float = 1.0) -> tuple[str, torch.Tensor]:
     """The latents of every frame of one interpolation: ('z', [n_frames, z_dim]) or
@@ -175,7 +166,7 @@ def latent_path(sampler, seeds: Sequence[int], mode: str = "auto", n_frames: int
     space, kind = mode.split("-")
     K = len(seeds)
     keys = (seed_latents(seeds, sampler.recipe.z_dim).to(sampler.device) if space == "z"
-            else keyframe_ws(sampler, seeds, psi))
+            else seed_ws(sampler, seeds, psi, zero_condition=True))
     t = _times(n_frames, K, loop=kind == "loop").to(sampler.device)
     if kind == "loop":
         path = catmull_rom_loop(keys, t)
@@ -247,7 +238,7 @@ def render_video(sampler, out_path: str | os.PathLike, seeds: Sequence[int], mod
     try:
         with new_output(out) as tmp:
             if ext == ".mp4":
-                _write_mp4(bar, tmp, fps)
+                write_mp4(bar, tmp, fps)
             else:
                 _write_gif(bar, tmp, fps, n)
     finally:
@@ -261,27 +252,6 @@ def _native(sampler) -> int:
     if res is None:
         res = int(sampler.images([0]).shape[-1])
     return int(res)
-
-
-def _write_mp4(frames: Iterator[np.ndarray], path: Path, fps: float) -> None:
-    import imageio_ffmpeg  # noqa: PLC0415
-
-    writer = None
-    try:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if h % 2 or w % 2:  # yuv420p needs even sizes: repeat the last row / column
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            if writer is None:
-                writer = imageio_ffmpeg.write_frames(
-                    str(path), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                    quality=None, macro_block_size=2, ffmpeg_log_level="error",
-                    output_params=["-crf", "18", "-preset", "medium", "-movflags", "+faststart"])
-                writer.send(None)
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        if writer is not None:
-            writer.close()
 
 
 def gif_durations(fps: float, n: int) -> list[int]:
@@ -299,5 +269,5 @@ def _write_gif(frames: Iterator[np.ndarray], path: Path, fps: float, n: int) -> 
                duration=gif_durations(fps, n), loop=0, optimize=False)
 
 
-__all__ = ["MODES", "catmull_rom_loop", "frame_count", "gif_durations", "keyframe_ws", "latent_path", "lerp",
+__all__ = ["MODES", "catmull_rom_loop", "frame_count", "gif_durations", "latent_path", "lerp",
            "parse_grid", "render_video", "resolve_mode", "slerp", "video_frames"]

@@ -23,36 +23,10 @@ import torch
 
 from ..imageio_utils import save_image
 from ..output_files import claim_paths, new_output
-from . import require_w_space
-from .figure_labels import face_size, labelled_grid
-from .latents import render
-from .number_checks import check_psi
-from .video import keyframe_ws
-
-
-def parse_layers(styles, num_ws: int) -> list[int]:
-    """Layer indices from '0-3' / '0,2,4' / '0-3,8' / 'all' / '' or 'none' (no layer) / a list of ints."""
-    if isinstance(styles, str):
-        text = styles.strip().lower()
-        if text == "all":
-            return list(range(num_ws))
-        layers: list[int] = []
-        if text not in ("", "none"):
-            for part in text.split(","):
-                m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-                if not m:
-                    raise ValueError(f"styles: cannot read {part.strip()!r}; use forms like 0-3, 0,2,4, all or none")
-                lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-                if hi < lo:
-                    raise ValueError(f"styles: range {part.strip()!r} runs backwards")
-                layers.extend(range(lo, hi + 1))
-    else:
-        layers = [int(i) for i in styles]
-    bad = [i for i in layers if not 0 <= i < num_ws]
-    if bad:
-        raise ValueError(f"styles: layer {bad[0]} is out of range; this generator has {num_ws} style layers "
-                         f"(0-{num_ws - 1})")
-    return sorted(set(layers))
+from ..editing import require_w_space
+from ..figure_labels import face_size, labelled_grid
+from ..editing.latents import parse_layers, render, seed_ws
+from ..number_checks import check_psi
 
 
 def _check_seeds(name: str, seeds: Sequence[int]) -> list[int]:
@@ -76,7 +50,7 @@ def style_mixing_image(sampler, row_seeds: Sequence[int], col_seeds: Sequence[in
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
     layers = parse_layers(styles, sampler.G.num_ws)
-    ws = keyframe_ws(sampler, rows + cols, check_psi(psi))
+    ws = seed_ws(sampler, rows + cols, check_psi(psi), zero_condition=True)
     w_row, w_col = ws[:len(rows)], ws[len(rows):]
     mixed = w_row[:, None].repeat(1, len(cols), 1, 1)  # [R, C, num_ws, w_dim]
     if layers:
@@ -109,7 +83,7 @@ def style_mixing_figure(sampler, out_png: str | os.PathLike, row_seeds: Sequence
 
 
 def _layers_text(layers: list[int]) -> str:
-    from .directions import layer_text
+    from ..editing.directions import layer_text
 
     return layer_text(layers) if layers else "none"
 
@@ -124,7 +98,7 @@ def truncation_image(sampler, seeds: Sequence[int], psis: Sequence[float] = (1.0
         raise ValueError("psis: give at least one truncation value")
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
-    ws = torch.stack([keyframe_ws(sampler, seeds, psi) for psi in psis], dim=1)  # [S, P, num_ws, w_dim]
+    ws = torch.stack([seed_ws(sampler, seeds, psi, zero_condition=True) for psi in psis], dim=1)  # [S, P, num_ws, w_dim]
     pics = render(sampler, ws.flatten(0, 1), "const", batch)
     H, W = pics.shape[1:3]
     return _tile(pics.reshape(len(seeds), len(psis), H, W, 3))
@@ -161,4 +135,4 @@ def _save(image: np.ndarray, path: Path) -> Path:
     return path
 
 
-__all__ = ["parse_layers", "style_mixing_figure", "style_mixing_image", "truncation_figure", "truncation_image"]
+__all__ = ["style_mixing_figure", "style_mixing_image", "truncation_figure", "truncation_image"]

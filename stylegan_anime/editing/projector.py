@@ -36,7 +36,7 @@ from ..generate import seed_latents
 from ..imageio_utils import to_uint8
 from . import require_w_space
 from .latents import condition
-from .number_checks import LR_RANGE, check_number
+from ..number_checks import LR_RANGE, check_number
 
 MODES = ("w", "w+")
 DISTANCES = ("d", "lpips", "pixels")
@@ -259,7 +259,7 @@ def projection_compare(target: np.ndarray, found: np.ndarray, quality: float, ca
                        face_px: int | None = None):
     """target | projection (uint8 [R, R, 3] each), upscaled to face_px and labelled 'target' / 'projection',
     titled with the PSNR (and caption): a figure_labels.LabelledGrid."""
-    from .figure_labels import labelled_grid
+    from ..figure_labels import labelled_grid
 
     title = f"PSNR {quality:.2f} dB" + (f" ({caption})" if caption else "")
     return labelled_grid(np.stack([target, found])[None], title=title, col_labels=["target", "projection"],
@@ -268,7 +268,7 @@ def projection_compare(target: np.ndarray, found: np.ndarray, quality: float, ca
 
 def projection_frames(target: np.ndarray, frames, face_px: int | None = None):
     """The optimisation video's frames: target | step image, each face at face_px: uint8 [px, 2*px, 3] each."""
-    from .figure_labels import face_size, scale_frame
+    from ..figure_labels import face_size, scale_frame
 
     px = face_size(face_px, target.shape[0])
     for f in frames:

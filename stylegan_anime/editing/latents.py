@@ -14,6 +14,7 @@ texture).
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -47,10 +48,33 @@ def layer_groups(G) -> dict[str, list[int]]:
             "fine": [i for i, r in enumerate(res) if r >= 64]}
 
 
+def parse_layers(styles, num_ws: int) -> list[int]:
+    """Layer indices from '0-3' / '0,2,4' / '0-3,8' / 'all' / '' or 'none' (no layer) / a list of ints."""
+    if isinstance(styles, str):
+        text = styles.strip().lower()
+        if text == "all":
+            return list(range(num_ws))
+        layers: list[int] = []
+        if text not in ("", "none"):
+            for part in text.split(","):
+                m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+                if not m:
+                    raise ValueError(f"styles: cannot read {part.strip()!r}; use forms like 0-3, 0,2,4, all or none")
+                lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+                if hi < lo:
+                    raise ValueError(f"styles: range {part.strip()!r} runs backwards")
+                layers.extend(range(lo, hi + 1))
+    else:
+        layers = [int(i) for i in styles]
+    bad = [i for i in layers if not 0 <= i < num_ws]
+    if bad:
+        raise ValueError(f"styles: layer {bad[0]} is out of range; this generator has {num_ws} style layers "
+                         f"(0-{num_ws - 1})")
+    return sorted(set(layers))
+
+
 def parse_layer_spec(spec: str | Sequence[int] | None, G) -> list[int]:
     """'all' / None -> every layer; 'coarse', 'middle', 'fine' (or a '+'-joined mix) or '0-3,8' -> indices."""
-    from .figures import parse_layers
-
     if spec is None:
         return list(range(G.num_ws))
     if isinstance(spec, str):
@@ -81,13 +105,22 @@ def condition(sampler, n: int, labels: torch.Tensor | None = None) -> torch.Tens
 
 
 @torch.no_grad()
-def seed_ws(sampler, seeds: Sequence[int], psi: float = 1.0, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """ws [len(seeds), num_ws, w_dim] (float32, on the sampler's device), truncated towards w_avg by psi."""
+def seed_ws(sampler, seeds: Sequence[int], psi: float = 1.0, labels: torch.Tensor | None = None,
+            zero_condition: bool = False) -> torch.Tensor:
+    """ws [len(seeds), num_ws, w_dim] (float32, on the sampler's device), truncated towards w_avg by psi.
+
+    Conditional models map each seed with `labels` ([1, K] or [N, K]), by default the seed's own random tags or
+    class; `zero_condition` maps with c = 0 instead (the videos' keyframes and the truncation / mixing
+    figures: one condition-free path through W)."""
     require_w_space(sampler, "W space")
-    if labels is None and _is_conditional(sampler.recipe):
-        labels = sampler.seed_labels(list(seeds))
     z = seed_latents(list(seeds), sampler.recipe.z_dim).to(sampler.device)
-    return sampler.G.mapping(z, condition(sampler, len(seeds), labels), truncation_psi=psi).float()
+    if zero_condition:
+        c = torch.zeros([z.shape[0], getattr(sampler.G, "c_dim", 0)], device=sampler.device)
+    else:
+        if labels is None and _is_conditional(sampler.recipe):
+            labels = sampler.seed_labels(list(seeds))
+        c = condition(sampler, len(seeds), labels)
+    return sampler.G.mapping(z, c, truncation_psi=psi).float()
 
 
 def w_avg_ws(sampler) -> torch.Tensor:
