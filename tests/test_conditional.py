@@ -572,7 +572,8 @@ def test_hair_eye_grid(trained_cgan, tmp_path):
     hh, hw = header_sizes(64, 64)
     assert Image.open(path).size == (2 * 64 + hw, 2 * 64 + hh)
     labelled = np.asarray(Image.open(path))
-    np.testing.assert_array_equal(labelled[hh:, hw:][:64, :64], grid[4 * 64:5 * 64, 7 * 64:8 * 64])  # pink, red
+    pink_red = labelled[hh:, hw:][:64, :64].astype(int) - grid[4 * 64:5 * 64, 7 * 64:8 * 64].astype(int)
+    assert np.abs(pink_red).max() <= 1  # pink, red (a batch of 4 vs 120: the same ±1 rounding as above)
     assert labelled[:hh].min() < 128  # header text drawn
     with pytest.raises(ValueError, match="unknown hair colour"):
         hair_eye_image(trained_cgan, hair=["mauve"])
