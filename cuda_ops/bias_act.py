@@ -68,7 +68,7 @@ def bias_act(
     alpha: the activation's parameter (lrelu slope, elu scale); None = its default. Others ignore it.
     gain:  None = the activation's default gain (see ACTIVATIONS).
     clamp: None or negative = no clamping.
-    impl:  None (the default set in backend), 'auto', 'cuda' or 'ref'.
+    impl:  None (the default set in backend), 'auto', 'cuda', 'ref' or 'cpu' (the fused CPU kernels).
     Returns a tensor of x's shape and dtype.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -91,8 +91,9 @@ def bias_act(
     gain = float(spec.def_gain if gain is None else gain)
     clamp = -1.0 if clamp is None else float(clamp)
 
-    if resolve_impl(impl, x, op="bias_act", unsupported=_cuda_unsupported(x, act)) == "cuda":
-        return _bias_act_cuda(x, b, dim, spec, alpha, gain, clamp)
+    chosen = resolve_impl(impl, x, op="bias_act", unsupported=_cuda_unsupported(x, act))
+    if chosen in ("cuda", "cpu"):  # 'cpu': the fused CPU kernels (bias_act_cpu.cpp), same Functions
+        return _bias_act_cuda(x, b, dim, spec, alpha, gain, clamp, "bias_act_cpu" if chosen == "cpu" else "bias_act")
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 
 
@@ -151,6 +152,7 @@ class _CudaConfig:
     save_x: bool  # keep x (and b) for the backward
     save_y: bool  # keep y for the backward
     has_2nd: bool
+    plugin: str = "bias_act"  # build.get_plugin name: 'bias_act' (CUDA) or 'bias_act_cpu' (impl='cpu')
 
 
 def _cuda_unsupported(x: torch.Tensor, act: str = "linear") -> str | None:
@@ -161,8 +163,8 @@ def _cuda_unsupported(x: torch.Tensor, act: str = "linear") -> str | None:
     return None
 
 
-def _plugin():
-    return build.get_plugin("bias_act")
+def _plugin(name: str = "bias_act"):
+    return build.get_plugin(name)
 
 
 def _is_dense(t: torch.Tensor) -> bool:
@@ -192,7 +194,8 @@ def _sum_to_bias(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _bias_act_cuda(
-    x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activation, alpha: float, gain: float, clamp: float
+    x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activation, alpha: float, gain: float, clamp: float,
+    plugin: str = "bias_act",
 ) -> torch.Tensor:
     if x.numel() == 0:
         return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
@@ -212,12 +215,13 @@ def _bias_act_cuda(
         save_x=ref == "x" or has_2nd,
         save_y=(ref == "y" and spec.name != "linear") or clamp >= 0,
         has_2nd=has_2nd,
+        plugin=plugin,
     )
     return _BiasActCuda.apply(x, b, cfg)
 
 
 def _run(x, b, xref, yref, dy, mode: int, cfg: _CudaConfig) -> torch.Tensor:
-    return _plugin().bias_act(
+    return _plugin(cfg.plugin).bias_act(
         x, b, xref, yref, dy, mode, cfg.dim, cfg.act_id, cfg.alpha, cfg.gain, cfg.clamp, backend.poison_outputs()
     )
 

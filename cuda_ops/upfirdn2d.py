@@ -177,8 +177,10 @@ def upfirdn2d(
             f"{(px0, px1, py0, py1)} is {padded_h}x{padded_w}, smaller than the {fh}x{fw} filter"
         )
 
-    if resolve_impl(impl, x, op="upfirdn2d", unsupported=_cuda_unsupported(x, f)) == "cuda":
-        return _upfirdn2d_cuda(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
+    chosen = resolve_impl(impl, x, op="upfirdn2d", unsupported=_cuda_unsupported(x, f))
+    if chosen in ("cuda", "cpu"):  # 'cpu': the fused CPU kernels (upfirdn2d_cpu.cpp), same Function
+        return _upfirdn2d_cuda(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain,
+                               plugin="upfirdn2d_cpu" if chosen == "cpu" else "upfirdn2d")
     return _upfirdn2d_ref(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
 
 
@@ -244,8 +246,8 @@ def _cuda_unsupported(x: torch.Tensor, f: torch.Tensor | None) -> str | None:
     return None
 
 
-def _plugin():
-    return build.get_plugin("upfirdn2d")
+def _plugin(name: str = "upfirdn2d"):
+    return build.get_plugin(name)
 
 
 def _upfirdn2d_cuda(
@@ -261,6 +263,7 @@ def _upfirdn2d_cuda(
     py1: int,
     flip_filter: bool,
     gain: float,
+    plugin: str = "upfirdn2d",
 ) -> torch.Tensor:
     """The kernel wants a contiguous [fh, fw] filter in float32 (float64 for float64 x) on x's device."""
     f_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -270,14 +273,14 @@ def _upfirdn2d_cuda(
     if f.ndim == 1 and f.numel() == 1:
         f = torch.outer(f, f)  # a separable 1-tap filter is applied twice: [[f0 * f0]]
     if f.ndim == 2:
-        cfg = _KernelConfig(upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain * upx * upy)
+        cfg = _KernelConfig(upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain * upx * upy, plugin)
         return _Upfirdn2dCuda.apply(x, f.contiguous(), cfg)
 
     # Separable: a [1, fw] pass along x and a [fw, 1] pass along y, cheaper order first.
     fw = f.shape[0]
     row, col = f.reshape(1, fw).contiguous(), f.reshape(fw, 1).contiguous()
-    cfg_x = _KernelConfig(upx, 1, downx, 1, px0, px1, 0, 0, flip_filter, gain * upx)
-    cfg_y = _KernelConfig(1, upy, 1, downy, 0, 0, py0, py1, flip_filter, float(upy))
+    cfg_x = _KernelConfig(upx, 1, downx, 1, px0, px1, 0, 0, flip_filter, gain * upx, plugin)
+    cfg_y = _KernelConfig(1, upy, 1, downy, 0, 0, py0, py1, flip_filter, float(upy), plugin)
     H, W = x.shape[2], x.shape[3]
     out_w = (W * upx + px0 + px1 - fw) // downx + 1
     out_h = (H * upy + py0 + py1 - fw) // downy + 1
@@ -303,6 +306,7 @@ class _KernelConfig:
     py1: int
     flip: bool
     scale: float  # everything the kernel multiplies by: the op's gain * up_x * up_y
+    plugin: str = "upfirdn2d"  # build.get_plugin name: 'upfirdn2d' (CUDA) or 'upfirdn2d_cpu' (impl='cpu')
 
 
 class _Upfirdn2dCuda(torch.autograd.Function):
@@ -311,7 +315,7 @@ class _Upfirdn2dCuda(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, f, cfg: _KernelConfig):  # noqa: D102
         c = cfg
-        y = _plugin().upfirdn2d(
+        y = _plugin(c.plugin).upfirdn2d(
             x, f, c.upx, c.upy, c.downx, c.downy, c.px0, c.px1, c.py0, c.py1, c.flip, c.scale,
             backend.poison_outputs(),
         )
@@ -350,6 +354,7 @@ def _transpose_config(c: _KernelConfig, in_hw, out_hw, f_shape) -> _KernelConfig
         py1=H * c.upy - Ho * c.downy + c.py0 - c.upy + 1,
         flip=not c.flip,
         scale=c.scale,
+        plugin=c.plugin,
     )
 
 
