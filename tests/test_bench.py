@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stylegan_anime.bench import (BenchResult, bench_data, bench_model, format_table, parse_reference_log,
+from stylegan_anime.benchmarks.training import (BenchResult, bench_data, bench_model, format_table, parse_reference_log,
                                   reference_command, write_reference_zip)
 from stylegan_anime.cli import main
 
@@ -49,7 +49,7 @@ def test_reference_plumbing(tmp_path, capsys):
 def test_profile_names_each_phase_and_writes_table_and_trace(tmp_path, capsys):
     import json
 
-    from stylegan_anime.bench import profile_model
+    from stylegan_anime.benchmarks.training import profile_model
     tiny = dict(channel_base=256, channel_max=16, z_dim=16, w_dim=16, num_fp16_res=0, batch=4, r1_interval=2,
                 pl_interval=2)
     table, trace = profile_model("stylegan2", 64, tmp_path, iterations=2, warmup=1, device="cpu", overrides=tiny)
@@ -71,7 +71,7 @@ def test_profile_names_each_phase_and_writes_table_and_trace(tmp_path, capsys):
 
 def test_bench_sizes_take_every_power_of_two_from_32_to_1024(capsys):
     """Issue #20: `bench --sizes` accepts 32 ... 1024 (the old list took 64 and 128 only); defaults unchanged."""
-    from stylegan_anime.bench import bench_plan
+    from stylegan_anime.benchmarks.training import bench_plan
     assert bench_plan(True)[0] == [64, 128] and bench_plan(False)[0] == [64]
     assert bench_plan(True, "32,256,1024,32")[0] == [32, 256, 1024]
     assert bench_plan(False, "512", preset="cpu")[0] == [512]
@@ -86,7 +86,7 @@ def test_bench_sizes_take_every_power_of_two_from_32_to_1024(capsys):
 
 def test_each_row_is_printed_as_soon_as_it_is_measured(monkeypatch, capsys):
     """A later case that runs past its time limit must not take the rows already measured with it."""
-    import stylegan_anime.bench as B
+    import stylegan_anime.benchmarks.training as B
     seen = []
 
     def fake_bench_model(name, size, **kw):
@@ -128,8 +128,8 @@ print("tick 1     kimg 4.0      time 31s     sec/tick 5.9     sec/kimg 2.00    m
 def test_reference_with_slow_ops_is_labelled_and_claims_no_speedup(tmp_path, monkeypatch, capsys):
     """The reference's captured log: a fallback to its slow ops labels the row; its flags match ours; its plugins
     are built in a fresh TORCH_EXTENSIONS_DIR (never the user's, where a killed build's lock may sit)."""
-    import stylegan_anime.bench as B
-    from stylegan_anime.bench import reference_problems, run_reference
+    import stylegan_anime.benchmarks.training as B
+    from stylegan_anime.benchmarks.training import reference_problems, run_reference
     checkout = tmp_path / "nv"
     checkout.mkdir()
     (checkout / "train.py").write_text(FAKE_NV_TRAIN)

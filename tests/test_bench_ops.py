@@ -1,4 +1,4 @@
-"""stylegan_anime.opbench (tools/bench_ops.py): recorded op signatures, the op timing runner, compiled reference,
+"""stylegan_anime.benchmarks.ops (tools/bench_ops.py): recorded op signatures, the op timing runner, compiled reference,
 training-step timing, CLI."""
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture(scope="module")
 def bo():
-    import stylegan_anime.opbench
+    import stylegan_anime.benchmarks.ops
 
-    return stylegan_anime.opbench
+    return stylegan_anime.benchmarks.ops
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +381,7 @@ def test_cli_help_has_examples(bo, capsys):
 
 
 def test_script_is_a_thin_entry_to_the_package():
-    """`python tools/bench_ops.py` (from the repository root) runs stylegan_anime.opbench's main."""
+    """`python tools/bench_ops.py` (from the repository root) runs stylegan_anime.benchmarks.ops's main."""
     script = REPO / "tools" / "bench_ops.py"
     assert len(script.read_text().splitlines()) < 60
     ok = subprocess.run([sys.executable, "tools/bench_ops.py", "--help"], cwd=REPO, capture_output=True, text=True,
@@ -399,3 +399,13 @@ def test_sizes_take_every_power_of_two_from_32_to_1024(bo):
     for bad in ("16", "2048", "96"):
         with pytest.raises(bo.UsageError, match=f"unknown size {bad}; choose from 32, 64, 128, 256, 512, 1024"):
             bo.parse_options(["--sizes", bad])
+
+
+def test_the_cli_entry_runs_the_op_benchmark(capsys):
+    """`stylegan-anime bench-ops ARGS` is tools/bench_ops.py: the same flags, the same one-line errors."""
+    from conftest import run_cli
+
+    code, out, err = run_cli(["bench-ops", "--sizes", "48"], capsys)
+    assert code == 2 and err.strip() == "error: --sizes: unknown size 48; choose from 32, 64, 128, 256, 512, 1024"
+    code, out, _ = run_cli(["bench-ops", "--help"], capsys)
+    assert code == 0 and "--sizes" in out and "--impls" in out

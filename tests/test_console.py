@@ -153,7 +153,7 @@ def test_run_folder_name_does_not_repeat_the_size():
 
 
 def test_bench_defaults_and_flags(capsys):
-    from stylegan_anime.bench import bench_plan
+    from stylegan_anime.benchmarks.training import bench_plan
     assert bench_plan(cuda=False) == ([64], {"preset": "cpu"})
     assert bench_plan(cuda=True) == ([64, 128], {"preset": "auto"})
     assert bench_plan(False, "64,128", "paper", 4096, 256) == (

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from stylegan_anime.bench import _bench_trainer
+from stylegan_anime.benchmarks.training import _bench_trainer
 from stylegan_anime.cuda_ops import backend
 from stylegan_anime.training import sanity
 

@@ -6,13 +6,13 @@
     python tools/bench_ops.py --quick                                 # tiny shapes: a smoke test on a CPU
     python tools/bench_ops.py --help                                  # every flag, with examples
 
-The code lives in the package `stylegan_anime.opbench` (shapes.py: the recorded op signatures; timing.py:
+The code lives in the package `stylegan_anime.benchmarks.ops` (shapes.py: the recorded op signatures; timing.py:
 per-op timing; step.py: whole training steps; report.py: the tables; cli.py: these flags); its docstring
 says what is measured and how.
 """
 import sys
 
-from stylegan_anime.opbench import main
+from stylegan_anime.benchmarks.ops import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,7 +90,7 @@ def ops(args) -> None:
 
 
 def train(args) -> None:
-    from stylegan_anime.bench import _bench_trainer
+    from stylegan_anime.benchmarks.training import _bench_trainer
 
     for op in build.CPU_OPS:
         build.get_plugin(op)

@@ -52,7 +52,7 @@ def build() -> int:
 
 
 def _trainer(cuda: bool, amp: str, fp16_res: int, workdir: str):
-    from stylegan_anime.bench import _bench_trainer
+    from stylegan_anime.benchmarks.training import _bench_trainer
 
     if cuda:
         over = dict(preset="auto", num_fp16_res=fp16_res, r1_interval=4, pl_interval=2)
@@ -96,7 +96,7 @@ def _run(t, iterations: int, first_report: bool) -> list[dict[str, float]]:
 def smoke() -> int:
     import tempfile
 
-    from stylegan_anime.bench import backend_flags
+    from stylegan_anime.benchmarks.training import backend_flags
 
     cuda = _cuda()
     print(f"smoke: {'cuda' if cuda else 'cpu (dry run: a tiny network)'}, {backend_flags()}")
@@ -131,7 +131,7 @@ def parity() -> int:
         return 0
     import tempfile
 
-    from stylegan_anime.bench import backend_flags
+    from stylegan_anime.benchmarks.training import backend_flags
     from stylegan_anime.cuda_ops import backend
 
     print(f"parity: {backend_flags()}")

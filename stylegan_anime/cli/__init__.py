@@ -5,7 +5,7 @@
   sample.py   generate, video, style-mixing, truncation, tags-grid
   data.py     prepare-data, import-checkpoint
   metrics.py  metrics, compare, download-inception
-  bench.py    bench, doctor
+  bench.py    bench, bench-ops, doctor
   editing.py  project, directions, edit (StyleGAN2 W space)
   explore.py  explore (a local web page to browse a model)
 

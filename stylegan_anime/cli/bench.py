@@ -1,7 +1,9 @@
-"""`stylegan-anime bench` (training speed per model, a profile, the reference on the same GPU) and `doctor`
-(torch, CUDA and the custom ops' build tools).
+"""`stylegan-anime bench` (training speed per model, a profile, the reference on the same GPU), `bench-ops` (the
+op benchmark) and `doctor` (torch, CUDA and the custom ops' build tools). The code is in stylegan_anime.benchmarks.
 """
 from __future__ import annotations
+
+import sys
 
 import click
 
@@ -50,7 +52,7 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
     """Time training per model: s/kimg, img/s and peak memory after warm-up, printed row by row as measured.
 
     cuDNN autotuning is on and TF32 off, for ours and for --reference alike (stylegan2-ada-pytorch's defaults)."""
-    from ..bench import bench_data, bench_model, bench_plan, bench_reference
+    from ..benchmarks.training import bench_data, bench_model, bench_plan, bench_reference
     from ..cuda_ops import set_default_impl
     from ..training.trainer import resolve_device
 
@@ -70,13 +72,13 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
     if reference_only and not reference:
         raise ConfigError("--reference-only needs --reference PATH")
     if reference:
-        from ..bench import check_reference
+        from ..benchmarks.training import check_reference
         try:
             check_reference(reference)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     if profile_dir:
-        from ..bench import profile_model
+        from ..benchmarks.training import profile_model
         if profile_iterations < 1:
             raise ConfigError("--profile-iterations must be at least 1")
         for size in res:
@@ -91,7 +93,7 @@ def bench(models, sizes, preset, channel_base, channel_max, kimg, warmup, batch_
 
     import torch
 
-    from ..bench import backend_flags, bench_batch, format_head, format_row, reference_flags_text
+    from ..benchmarks.training import backend_flags, bench_batch, format_head, format_row, reference_flags_text
     flags = backend_flags()  # cuDNN autotuning on, TF32 off: as stylegan2-ada-pytorch trains
     click.echo(f"# {torch_device_name(device)}, torch {torch.__version__}")
     if not reference_only:
@@ -152,3 +154,15 @@ def doctor(try_build):
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command("bench-ops", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                             "help_option_names": []},
+             epilog="Every flag is the op benchmark's: stylegan-anime bench-ops --help lists them.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_ops(args):
+    """The op benchmark (same as python tools/bench_ops.py): each upfirdn2d / bias_act call of StyleGAN2 timed
+    per implementation, then whole training steps with each."""
+    from ..benchmarks.ops import main
+
+    sys.exit(main(list(args)))

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models import get_recipe
-from .training.config import TrainConfig
-from .training.trainer import Trainer
+from ..models import get_recipe
+from ..training.config import TrainConfig
+from ..training.trainer import Trainer
 
 
 @dataclass
@@ -79,7 +79,7 @@ def bench_plan(cuda: bool, sizes: str | None = None, preset: str | None = None, 
     if sizes is None:
         res = list(DEFAULT_CUDA_SIZES) if cuda else [64]
     else:
-        from .training.config import SIZE_TEXT, ConfigError, check_size  # noqa: PLC0415
+        from ..training.config import SIZE_TEXT, ConfigError, check_size  # noqa: PLC0415
         res = []
         for part in (x.strip() for x in sizes.split(",")):
             if not part:
@@ -94,7 +94,7 @@ def bench_plan(cuda: bool, sizes: str | None = None, preset: str | None = None, 
             raise ValueError(f"--sizes: give at least one size ({SIZE_TEXT}), got {sizes!r}")
     over = {"preset": preset or ("auto" if cuda else "cpu"), "channel_base": channel_base, "channel_max": channel_max}
     over = {k: v for k, v in over.items() if v is not None}
-    from .training.config import ConfigError, validate_fields  # noqa: PLC0415
+    from ..training.config import ConfigError, validate_fields  # noqa: PLC0415
     recipe = get_recipe("stylegan2")
     try:
         mc = recipe.make_config(**over)
@@ -168,7 +168,7 @@ def bench_model(model: str, size: int, *, kimg: float = 1.0, warmup: int = 3, de
         t.step()
     _sync(t.device)
     dt, shown = time.perf_counter() - start, t.nimg - start_img
-    from .training.monitor import peak_memory_gb
+    from ..training.monitor import peak_memory_gb
     return BenchResult(f"{model}", size, t.cfg.batch, dt / shown * 1000, shown / dt, peak_memory_gb(t.device))
 
 
@@ -206,8 +206,8 @@ def profile_model(model: str, size: int, out_dir: str | Path, *, iterations: int
 
 def bench_data(size: int, batch: int = 64, seconds: float = 2.0, device: str = "auto") -> float:
     """Images per second the batch sampler delivers (float [-1,1] NCHW on the device)."""
-    from .data.sampler import BatchSampler
-    from .training.trainer import resolve_device
+    from ..data.sampler import BatchSampler
+    from ..training.trainer import resolve_device
     dev = resolve_device(device)
     s = BatchSampler(_Synthetic(4096, size), dev, seed=0, xflip=True)
     s.sample(batch)

@@ -36,8 +36,8 @@ def phase_schedule(phases: Sequence[Any]) -> tuple[int, list[tuple[tuple[str, ..
 
 def make_trainer(size: int, device: torch.device, batch: int | None = None, overrides: dict | None = None,
                  dtype: str = "net", workdir: str | Path | None = None):
-    """A StyleGAN2 Trainer on synthetic data held in memory, as `stylegan_anime.bench.bench_model` builds it."""
-    from stylegan_anime.bench import _Synthetic
+    """A StyleGAN2 Trainer on synthetic data held in memory, as `stylegan_anime.benchmarks.training.bench_model` builds it."""
+    from stylegan_anime.benchmarks.training import _Synthetic
     from stylegan_anime.models import get_recipe
     from stylegan_anime.training.config import TrainConfig
     from stylegan_anime.training.trainer import Trainer

@@ -18,7 +18,7 @@ class Footnotes:
 
 
 def format_columns(head: list[str], body: list[list[str]], right: set[int] | None = None) -> str:
-    """Plain-text columns like stylegan_anime.bench.format_table (numbers right-aligned)."""
+    """Plain-text columns like stylegan_anime.benchmarks.training.format_table (numbers right-aligned)."""
     right = right or set()
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
 
