@@ -228,6 +228,19 @@ def _cxx_compiler() -> str:
     return os.environ.get("CXX", "c++")
 
 
+def _plugin_state(op: str, build_now: bool) -> tuple[str, str]:
+    """(state, detail) of a plugin for doctor, building it first when asked (a failure is reported, not raised)."""
+    try:
+        if build_now:
+            try:
+                build.get_plugin(op)
+            except build.PluginUnavailable:
+                pass  # its status says why
+        return build.plugin_status(op)
+    except Exception as e:  # noqa: BLE001
+        return "error", f"{type(e).__name__}: {e}"
+
+
 def doctor_report(try_build: bool = False) -> list[tuple[str, str]]:
     """(item, finding) rows about the CUDA ops: toolchain, each op's build status, the path training takes.
 
@@ -265,27 +278,11 @@ def doctor_report(try_build: bool = False) -> list[tuple[str, str]]:
 
     states = {}
     for op in build.OPS:
-        try:
-            if try_build and torch.cuda.is_available():
-                try:
-                    build.get_plugin(op)
-                except build.PluginUnavailable:
-                    pass  # reported below
-            state, detail = build.plugin_status(op)
-        except Exception as e:  # noqa: BLE001
-            state, detail = "error", f"{type(e).__name__}: {e}"
+        state, detail = _plugin_state(op, try_build and torch.cuda.is_available())
         states[op] = (state, detail)
         rows.append((f"op {op}", f"{state}: {detail}" if detail else state))
     for op in build.CPU_OPS:  # the fused CPU kernels (--ops cpu); `doctor --build` builds them on any machine
-        try:
-            if try_build:
-                try:
-                    build.get_plugin(op)
-                except build.PluginUnavailable:
-                    pass  # reported below
-            state, detail = build.plugin_status(op)
-        except Exception as e:  # noqa: BLE001
-            state, detail = "error", f"{type(e).__name__}: {e}"
+        state, detail = _plugin_state(op, try_build)
         if state == "not tried":
             problem = build.cpu_toolchain_problem()
             state, detail = ("unavailable", problem[1]) if problem else (state, detail + " (with --ops cpu)")
