@@ -72,6 +72,12 @@ Examples:
   stylegan-anime train --data faces.zip --batch 64 --batch-gpu 16
   # continue the newest run in runs/ (optimisers, kimg and RNG restored), train to 500 kimg
   stylegan-anime train --resume auto --outdir runs --kimg 500
+  # fine-tune an imported NVlabs pickle (a new run at 0 kimg), first 10 D layers frozen (Freeze-D)
+  stylegan-anime train --resume ffhq256.pt --data ~/faces --kimg 200 --augment diffaug --freezed 10
+  # a new run from your own run's weights, on other data
+  stylegan-anime train --resume runs/00003-stylegan2-faces-256 --fresh --data ~/other-faces
+  # 512 px with stylegan2-ada-pytorch's paper512 settings (a GPU configuration)
+  stylegan-anime train --data faces-512 --size 512 --preset paper512
   # equal training time: stop after 2 hours of training (evaluation not counted), FID every 15 minutes of it
   stylegan-anime train --data faces.zip --kimg 100000 --minutes 120 --metrics fid10k --metrics-minutes 15
 
