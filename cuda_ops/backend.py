@@ -6,8 +6,9 @@ Every op takes `impl=None | 'auto' | 'cuda' | 'ref'`:
 - `'cuda'`: the fused CUDA kernels (see `build.py`: compiled just in time on first use and cached). Raises
             a RuntimeError that says why when they cannot run (CPU tensor, no nvcc, compiler error, ...).
 - `'cpu'`:  the fused CPU kernels (`upfirdn2d_cpu.cpp`, `bias_act_cpu.cpp`: vectorised loops, AVX-512 when the
-            CPU has it, at::parallel_for), built and cached like the CUDA ones; CPU tensors only. Never chosen
-            by 'auto': only `--ops cpu` / impl='cpu' (see docs/benchmarks.md for what it pays).
+            CPU has it, at::parallel_for), built and cached like the CUDA ones; CPU tensors only. Not chosen
+            by an op's 'auto'; `train --ops auto` makes them the process default for a long StyleGAN2 run on a
+            CPU (`prefer_cpu_kernels`; docs/benchmarks.md for what they pay).
 - `'auto'`: the CUDA kernels for CUDA tensors when they build, else the reference. A failed build falls
             back with one warning per process (the reason and the build log's path).
 - `None`:   the process-wide default, settable with `set_default_impl()` (the CLI's `--ops` flag).
@@ -160,6 +161,29 @@ def _resolve_cpu(x: torch.Tensor, ops, unsupported: str | None) -> str:
             build.get_plugin(f"{name}_cpu")
         except build.PluginUnavailable as e:
             raise RuntimeError(f"impl='cpu' (--ops cpu) is unavailable: {e}. Use impl='ref' (--ops ref)") from e
+    return "cpu"
+
+
+def prefer_cpu_kernels(say=None) -> str:
+    """For a CPU training run left at `--ops auto`: make the fused CPU kernels the process's default when they
+    build (once per machine and source version, about a minute; cached like the CUDA plugins) and pass their
+    self-test; returns 'cpu', or 'ref' after one line saying why not (the run then takes the reference ops,
+    as before). They pay 1.4x on a whole `--preset cpu` step (docs/benchmarks.md, issue #22). `say` prints a
+    line (default: print)."""
+    say = say or print
+    ops = build.CPU_OPS
+    cold = [op for op in ops if build.plugin_status(op)[0] not in ("loaded", "built")]
+    if cold:
+        say("building the fused CPU kernels (once: about a minute; --ops ref skips them)")
+    for op in ops:
+        try:
+            build.get_plugin(op)
+        except build.PluginUnavailable as e:
+            say(f"note: the fused CPU kernels are unavailable ({e}); training with the slower reference ops "
+                "(`stylegan-anime doctor` says more)")
+            return "ref"
+    set_default_impl("cpu")
+    say("ops: the fused CPU kernels (--ops ref: the PyTorch reference)")
     return "cpu"
 
 

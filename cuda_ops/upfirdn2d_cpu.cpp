@@ -43,6 +43,16 @@ void upfirdn2d_cpu_planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t en
     isa_base::planes<T>(p, begin, end);
 }
 
+template <typename T>
+void upfirdn2d_cpu_rows_nhwc(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
+#ifdef SGA_HAVE_AVX512_BUILD
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, c10::BFloat16>) {
+        if (has_avx512()) return isa_avx512::rows_nhwc<T>(p, begin, end);
+    }
+#endif
+    isa_base::rows_nhwc<T>(p, begin, end);
+}
+
 }  // namespace sga_cpu
 
 namespace {
@@ -123,6 +133,21 @@ at::Tensor upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t up_x, int
     p.filter_w = static_cast<int>(fw);
     p.flip = flip ? 1 : 0;
     p.scale = scale;
+
+    // channels_last with 8 or more channels: NHWC rows, vectorised along the channels (the plane loops would
+    // read and write with a stride of C). Fewer channels (RGB images) keep the plane loops.
+    const bool nhwc = channels_last && c >= 8 && x.stride(1) == 1 && x.stride(3) == c && x.stride(2) == c * in_w &&
+                      y.stride(1) == 1 && y.stride(3) == c && y.stride(2) == c * out_w;
+    if (nhwc) {
+        // Rows per task: at least about 8 Ki outputs each.
+        const int64_t row_grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, out_w * c));
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d_cpu_nhwc", [&] {
+            at::parallel_for(0, n * out_h, row_grain, [&](int64_t begin, int64_t end) {
+                sga_cpu::upfirdn2d_cpu_rows_nhwc<scalar_t>(p, begin, end);
+            });
+        });
+        return y;
+    }
 
     // Planes per task: at least about 8 Ki outputs each (two 64 x 64 planes, 32 planes of 16 x 16).
     const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, out_h * out_w));

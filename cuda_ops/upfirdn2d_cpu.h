@@ -32,4 +32,9 @@ struct Upfirdn2dCpuParams {
 template <typename T>
 void upfirdn2d_cpu_planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end);
 
+// channels_last x and y (NHWC-dense): computes the output rows [begin, end) of the n * out_h (n-major) rows,
+// vectorised along the channels.
+template <typename T>
+void upfirdn2d_cpu_rows_nhwc(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end);
+
 }  // namespace sga_cpu

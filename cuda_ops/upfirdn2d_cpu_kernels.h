@@ -193,3 +193,115 @@ void planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
         }
     }
 }
+
+// channels_last (NHWC) tensors: one task per output row (n, oy), vectorised along the channels, which are
+// contiguous there. Each output pixel sums, over the taps that meet an input pixel (the zeros of the upsampling
+// are skipped, as in the polyphase plane loops), the tap times the input pixel's channel vector. The caller
+// guarantees x and y are NHWC-dense (stride_c == 1, stride_w == C, stride_h == C * W).
+template <typename T>
+void rows_nhwc(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
+    using A = typename Acc<T>::type;
+    const int fw = p.filter_w, fh = p.filter_h, upx = p.up_x, upy = p.up_y, dnx = p.down_x, dny = p.down_y;
+    const int W = p.in_w, H = p.in_h, OW = p.out_w, OH = p.out_h, C = p.c;
+
+    std::vector<A> F(static_cast<size_t>(fh) * fw);  // tap-position order, times the scale (as in planes)
+    const A* f = static_cast<const A*>(p.f);
+    for (int ty = 0; ty < fh; ++ty)
+        for (int tx = 0; tx < fw; ++tx) {
+            const int ky = p.flip ? ty : fh - 1 - ty, kx = p.flip ? tx : fw - 1 - tx;
+            F[static_cast<size_t>(ty) * fw + tx] = static_cast<A>(static_cast<double>(f[ky * fw + kx]) * p.scale);
+        }
+    // Along x: output ox reads input ix0[ox] + j with tap tx0[ox] + j * up_x (< fw); taps outside the
+    // input are dropped here, once, so that the inner loops need no checks.
+    std::vector<int> tap_begin(OW + 1);
+    std::vector<int> tap_ix, tap_tx;
+    for (int ox = 0; ox < OW; ++ox) {
+        tap_begin[ox] = static_cast<int>(tap_ix.size());
+        const int s = ox * dnx - p.pad_x0;
+        const int i0 = ceil_div(s, upx);
+        for (int j = 0, tx = i0 * upx - s; tx < fw; ++j, tx += upx) {
+            const int ix = i0 + j;
+            if (ix >= 0 && ix < W) {
+                tap_ix.push_back(ix);
+                tap_tx.push_back(tx);
+            }
+        }
+    }
+    tap_begin[OW] = static_cast<int>(tap_ix.size());
+
+    // The input rows this task's output rows read, widened to the accumulator type once per image (each input
+    // row is read by about fh / up output rows), so that the inner loops are plain A-typed vector loops.
+    const int64_t row_len = static_cast<int64_t>(W) * C;
+    std::vector<A> wide;
+    int64_t wide_n = -1;
+    int wide_lo = 0;
+    std::vector<const A*> rows(fh);
+    std::vector<const A*> frs(fh);
+    std::vector<A> acc(static_cast<size_t>(OW) * C);
+    const T* X = static_cast<const T*>(p.x);
+    T* Y = static_cast<T*>(p.y);
+    constexpr int V = 16;  // channels per register block (one AVX-512 register of float32)
+    const bool blocked = C % V == 0;
+    for (int64_t row = begin; row < end; ++row) {
+        const int64_t n = row / OH;
+        const int oy = static_cast<int>(row % OH);
+        if (n != wide_n) {  // a new image: widen the input rows its output rows [oy, last] of this task read
+            const int last = static_cast<int>(std::min<int64_t>(end - 1 - n * OH, OH - 1));
+            const int lo = std::max(0, ceil_div(oy * dny - p.pad_y0, upy));
+            const int hi = std::min(H - 1, (last * dny - p.pad_y0 + fh - 1) / upy + 1);
+            wide_n = n;
+            wide_lo = lo;
+            wide.resize(static_cast<size_t>(std::max(0, hi - lo + 1)) * row_len);
+            for (int iy = lo; iy <= hi; ++iy) {
+                const T* src = X + n * p.x_stride_n + static_cast<int64_t>(iy) * p.x_stride_h;
+                A* dst = wide.data() + static_cast<size_t>(iy - lo) * row_len;
+                for (int64_t i = 0; i < row_len; ++i) dst[i] = ld<T, A>(src, i);
+            }
+        }
+        const int sy = oy * dny - p.pad_y0;
+        const int iy0 = ceil_div(sy, upy);
+        int ny = 0;
+        for (int iy = iy0, ty = iy0 * upy - sy; ty < fh; ++iy, ty += upy) {
+            if (iy < 0 || iy >= H) continue;
+            rows[ny] = wide.data() + static_cast<size_t>(iy - wide_lo) * row_len;
+            frs[ny] = F.data() + static_cast<size_t>(ty) * fw;
+            ++ny;
+        }
+        T* out = Y + n * p.y_stride_n + static_cast<int64_t>(oy) * p.y_stride_h;
+        if (blocked) {  // each output pixel's channel block summed in registers over every tap, then stored
+            for (int ox = 0; ox < OW; ++ox) {
+                const int k0 = tap_begin[ox], k1 = tap_begin[ox + 1];
+                for (int c0 = 0; c0 < C; c0 += V) {
+                    A v[V] = {};
+                    for (int yi = 0; yi < ny; ++yi) {
+                        const A* __restrict r = rows[yi] + c0;
+                        const A* Fr = frs[yi];
+                        for (int k = k0; k < k1; ++k) {
+                            const A w = Fr[tap_tx[k]];
+                            const A* __restrict s = r + static_cast<int64_t>(tap_ix[k]) * C;
+                            for (int c = 0; c < V; ++c) v[c] += w * s[c];
+                        }
+                    }
+                    A* __restrict a = acc.data() + static_cast<size_t>(ox) * C + c0;
+                    for (int c = 0; c < V; ++c) a[c] = v[c];
+                }
+            }
+        } else {
+            std::fill(acc.begin(), acc.end(), A(0));
+            for (int yi = 0; yi < ny; ++yi) {
+                const A* r = rows[yi];
+                const A* Fr = frs[yi];
+                for (int ox = 0; ox < OW; ++ox) {
+                    A* __restrict a = acc.data() + static_cast<size_t>(ox) * C;
+                    for (int k = tap_begin[ox]; k < tap_begin[ox + 1]; ++k) {
+                        const A w = Fr[tap_tx[k]];
+                        const A* __restrict s = r + static_cast<int64_t>(tap_ix[k]) * C;
+                        for (int c = 0; c < C; ++c) a[c] += w * s[c];
+                    }
+                }
+            }
+        }
+        const int64_t m = static_cast<int64_t>(OW) * C;
+        for (int64_t i = 0; i < m; ++i) st<T, A>(out, i, acc[i]);
+    }
+}

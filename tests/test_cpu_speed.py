@@ -3,6 +3,7 @@ stated tolerance; the FLOP counter and the peak are right on cases worked out by
 from __future__ import annotations
 
 import copy
+import importlib
 import tempfile
 
 import pytest
@@ -16,9 +17,11 @@ CL_RTOL, CL_ATOL = 1e-4, 1e-5
 
 
 def _trainer(**over):
+    """A tiny `cpu`-preset trainer; float32 NCHW (the loop before issue #22's defaults) unless `over` says more."""
     from stylegan_anime.benchmarks.training import _bench_trainer
     torch.manual_seed(0)
-    over = dict(preset="cpu", channel_base=256, channel_max=16, z_dim=16, w_dim=16, **over)
+    over = {**dict(preset="cpu", channel_base=256, channel_max=16, z_dim=16, w_dim=16, fp16_dtype="float16",
+                   channels_last=False), **over}
     return _bench_trainer("stylegan2", 32, device="cpu", batch=4, batch_gpu=None, amp="off", overrides=over,
                           workdir=tempfile.mkdtemp(prefix="cpu-speed-test-"))
 
@@ -28,13 +31,20 @@ def _state(t):
             [("G", t.G), ("D", t.recipe.nets["D"]), ("G_ema", t.G_ema)]}
 
 
-def test_channels_last_trains_the_same_numbers():
-    """Two trainers from the same seed, one with channels_last: after a full lazy-cycle-start step (G, D, Dreg)
-    and a plain one, weights, G_ema and the D losses agree."""
-    a, b = _trainer(), _trainer()
-    cpu_speed.use_channels_last(b)
+@pytest.mark.parametrize("how", ["recipe default", "use_channels_last"])
+def test_channels_last_trains_the_same_numbers(how):
+    """Two trainers from the same seed, one with channels_last (the recipe's default on a CPU since issue #22, or
+    the lever applied afterwards): after a full lazy-cycle-start step (G, D, Dreg) and a plain one, weights,
+    G_ema and the D losses agree."""
+    a = _trainer()
+    if how == "recipe default":
+        b = _trainer(channels_last=True)
+    else:
+        b = _trainer()
+        cpu_speed.use_channels_last(b)
     convs = [p for p in b.recipe.nets["D"].parameters() if p.ndim == 4 and p.shape[-1] > 1]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(p.is_contiguous() for p in a.recipe.nets["D"].parameters())
     before = _state(a)
     for t in (a, b):
         torch.manual_seed(1)  # the same noise inputs (drawn from the global stream) in both
@@ -166,3 +176,117 @@ def test_apply_names_the_levers():
     assert cpu_speed.apply(t, "fused_modconv, channels_last") == ["channels_last", "fused_modconv"]
     with pytest.raises(ValueError, match="unknown CPU lever.*bogus"):
         cpu_speed.apply(t, "bogus")
+
+
+def test_demodulation_regrouped_equals_the_per_sample_sum_float64():
+    """sum_i s[n,i]^2 * sum_k w[o,i,k]^2 (the regrouped sum training uses since issue #22) is the per-sample
+    weights' sum of squares: values and gradients to 1e-12 in float64."""
+    from stylegan_anime.stylegan2.layers import _demod_coefs
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 5, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    outs = []
+    for per_sample in (True, False):
+        w = weight.unsqueeze(0) * styles.reshape(4, 1, 5, 1, 1) if per_sample else None
+        d = _demod_coefs(weight, styles, w)
+        assert d.shape == (4, 6)
+        outs.append((d,) + torch.autograd.grad((d * torch.arange(24.0, dtype=d.dtype).reshape(4, 6)).sum(),
+                                               [weight, styles]))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("up", [1, 2])
+def test_modconv_evaluation_order_of_issue_22_is_the_same_function_float64(up, monkeypatch):
+    """The non-fused modulated convolution with the regrouped demodulation and x * d + noise in one pass equals
+    the order before (layers.MODCONV_REGROUPED = False): float64, values and gradients (noise included), 1e-12."""
+    from stylegan_anime.stylegan2 import layers
+    g = torch.Generator().manual_seed(1)
+    f = layers.make_resample_filter().double()
+    x = torch.randn(3, 5, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(3, 1, 8 * up, 8 * up, generator=g, dtype=torch.float64, requires_grad=True)
+    outs = []
+    for regrouped in (False, True):
+        monkeypatch.setattr(layers, "MODCONV_REGROUPED", regrouped)
+        y = layers.modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f,
+                                    flip_weight=up == 1, fused_modconv=False)
+        outs.append((y,) + torch.autograd.grad(y.square().sum(), [x, weight, styles, noise]))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_preset_trains_in_bfloat16_and_channels_last_on_a_cpu():
+    """The `cpu` preset's defaults (issue #22): bfloat16 blocks (the top num_fp16_res resolutions; float16 would
+    fall back to float32 on a CPU) and channels_last weights; other presets keep float16; both switch off."""
+    from stylegan_anime.stylegan2.recipe import StyleGAN2Config, resolve
+    assert resolve(StyleGAN2Config(preset="cpu"), 64).fp16_dtype == "bfloat16"
+    assert resolve(StyleGAN2Config(preset="auto"), 64).fp16_dtype == "float16"
+    assert resolve(StyleGAN2Config(preset="cpu", fp16_dtype="float16"), 64).fp16_dtype == "float16"
+    t = _trainer(fp16_dtype=None, channels_last=True)
+    G = t.recipe.nets["G"]
+    assert G.synthesis.b32.fp16_dtype == torch.bfloat16 and G.synthesis.b32.use_fp16
+    dtypes = []
+    hook = G.synthesis.b32.conv1.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+    G.synthesis(torch.randn(2, G.num_ws, 16))
+    hook.remove()
+    assert dtypes == [torch.bfloat16]
+    convs = [p for net in (G, t.recipe.nets["D"], t.G_ema) for p in net.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    flat = _trainer()
+    assert all(p.is_contiguous() for p in flat.recipe.nets["G"].parameters())
+
+
+def test_train_on_a_cpu_takes_the_fused_cpu_kernels_by_default(tmp_path, capsys, monkeypatch):
+    """`train` (stylegan2, --ops auto) on a CPU runs the fused CPU kernels for a long run, says so, and leaves the
+    process's op default as it was; a short run and --ops ref keep the reference."""
+    from conftest import TINY_STYLEGAN2, train_run
+
+    train_cli = importlib.import_module("stylegan_anime.cli.train")
+    from stylegan_anime.cuda_ops import backend, get_default_impl
+
+    def impls(*args):
+        backend.record_usage(True)
+        try:
+            train_run(*args)
+        finally:
+            usage = backend.record_usage(False) or {}
+        return {impl for (op, impl, dtype) in usage}
+
+    before = get_default_impl()
+    backend.prefer_cpu_kernels(lambda line: None)  # built and self-tested first (the self-test calls the reference)
+    backend.set_default_impl(before)
+    assert impls(tmp_path / "short", *TINY_STYLEGAN2, "--kimg", "0.008") == {"ref"}
+    assert "a short run" in "".join(capsys.readouterr())
+    monkeypatch.setattr(train_cli, "LONG_RUN_KIMG64", 0.001)  # a long run, cut to a few steps
+    assert impls(tmp_path / "auto", *TINY_STYLEGAN2, "--kimg", "0.008") == {"cpu"}
+    assert "ops: the fused CPU kernels" in "".join(capsys.readouterr())
+    assert get_default_impl() == before
+    assert impls(tmp_path / "ref", *TINY_STYLEGAN2, "--kimg", "0.008", "--ops", "ref") == {"ref"}
+    assert "fused CPU kernels" not in "".join(capsys.readouterr())
+
+
+def test_fused_cpu_kernels_that_cannot_build_fall_back_with_one_line(monkeypatch):
+    from stylegan_anime.cuda_ops import backend, build, get_default_impl
+    monkeypatch.setattr(build, "plugin_status", lambda op: ("not tried", ""))
+
+    def fail(op):
+        raise build.PluginUnavailable(op, "toolchain", "no C++ compiler (g++) on PATH")
+    monkeypatch.setattr(build, "get_plugin", fail)
+    said = []
+    before = get_default_impl()
+    assert backend.prefer_cpu_kernels(said.append) == "ref"
+    assert get_default_impl() == before
+    assert len(said) == 2 and said[0].startswith("building the fused CPU kernels")
+    assert "unavailable" in said[1] and "no C++ compiler" in said[1] and "reference ops" in said[1]
+
+
+def test_a_long_cpu_run_is_decided_from_the_command():
+    from types import SimpleNamespace as NS
+
+    from stylegan_anime.cli.train import long_cpu_run
+    assert not long_cpu_run(NS(kimg=4, size=64, minutes=None))  # the README's try-it
+    assert long_cpu_run(NS(kimg=1e6, size=64, minutes=60))  # the reference protocol
+    assert long_cpu_run(NS(kimg=3, size=128, minutes=None))  # 12 kimg at 64 px's cost
+    assert not long_cpu_run(NS(kimg=1e6, size=64, minutes=2))

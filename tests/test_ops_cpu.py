@@ -143,21 +143,43 @@ def test_upfirdn2d_gradcheck_and_gradgradcheck(case):
     assert torch.autograd.gradgradcheck(lambda x: fn(x, "cpu"), (x,))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16],
+                         ids=lambda d: str(d).replace("torch.", ""))
+@pytest.mark.parametrize("case", list(UPFIRDN_CASES))
+def test_upfirdn2d_nhwc_rows_match_reference(case, dtype):
+    """channels_last with 8 or more channels takes the NHWC row loops (vectorised along the channels): every
+    case again with 9 channels (an odd count: a vector tail), forward / backward / double backward."""
+    shape, fn = UPFIRDN_CASES[case]
+    _compare(lambda x, b, impl: fn(x, impl), [shape[0], 9, *shape[2:]], 0, dtype, True)
+
+
+@pytest.mark.parametrize("case", ["upsample2d 4x4", "downsample2d 4x4", "asymmetric 4x4, up 2",
+                                  "up 3 down 2, cropping", "up (1, 2) down (3, 1), gain"])
+def test_upfirdn2d_nhwc_gradcheck_and_gradgradcheck(case):
+    shape, fn = UPFIRDN_CASES[case]
+    x = torch.randn([shape[0], 8, *shape[2:]], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: fn(x, "cpu"), (x,))
+    assert torch.autograd.gradgradcheck(lambda x: fn(x, "cpu"), (x,))
+
+
 def test_upfirdn2d_preset_shapes_and_threads():
     """The shapes training uses (batch 16, 32 px) give the reference's result at 1 and 2 threads, bit for bit
-    alike between thread counts (each plane is computed by one thread)."""
-    x = torch.randn(16, 16, 32, 32, generator=torch.Generator().manual_seed(3))
-    ref = upfirdn2d.downsample2d(x.double(), F4, impl="ref")
-    saved = torch.get_num_threads()
-    outs = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            outs.append(upfirdn2d.downsample2d(x, F4, impl="cpu"))
-    finally:
-        torch.set_num_threads(saved)
-    assert torch.equal(outs[0], outs[1])
-    assert _err(outs[0], ref) < TOL[torch.float32]
+    alike between thread counts (each plane, or NHWC row, is computed by one thread)."""
+    for layout in (torch.contiguous_format, torch.channels_last):  # the plane loops and the NHWC row loops
+        x = torch.randn(16, 16, 32, 32, generator=torch.Generator().manual_seed(3)).contiguous(memory_format=layout)
+        ref = upfirdn2d.downsample2d(x.double(), F4, impl="ref")
+        saved = torch.get_num_threads()
+        outs = []
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                outs.append(upfirdn2d.downsample2d(x, F4, impl="cpu"))
+        finally:
+            torch.set_num_threads(saved)
+        assert torch.equal(outs[0], outs[1])
+        assert outs[0].is_contiguous(memory_format=layout)
+        assert _err(outs[0], ref) < TOL[torch.float32]
 
 
 # --------------------------------------------------------------------------------------------------------

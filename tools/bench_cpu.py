@@ -157,9 +157,13 @@ def limit(args) -> None:
     print(f"# torch {torch.__version__}, {threads} thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print(f"# core: {peak.model}; peak per core {peak.fp32_gflops:.0f} GFLOP/s fp32, {peak.bf16_gflops:.0f} bf16 "
           f"(AVX-512), {peak.amx_gflops:.0f} bf16 (AMX) — {peak.how}")
+    from stylegan_anime.cuda_ops import get_default_impl
+    v = VARIANTS[args.variant]
+    _use_variant(v, get_default_impl(), threads)
+    print(f"# variant {args.variant}: {v}")
     for key in args.configs.split(","):
         preset, size, batch = CONFIGS[key]
-        t = build(preset, size, batch)
+        t = build(preset, size, batch, amp=v.get("amp", "off"), **v.get("over", {}))
         phases = t.recipe.phases
         for p in phases:  # warm-up: first-call allocations
             run_phase(t, p)
@@ -225,22 +229,61 @@ def limit(args) -> None:
         print(f"  {'host/Python (outside every op)':<45} {100 * host / prof_wall:5.1f}%  {total * host / prof_wall:8.4f} s")
 
 # ---------------------------------------------------------------------------------------------------------
+# Each variant: ops (the op implementation), amp, over (recipe fields), regrouped (layers.MODCONV_REGROUPED),
+# fused / compile (cpu_speed levers), threads. "main" is the code before issue #22's defaults (4b2267c): the
+# reference ops, float32 blocks (float16 falls back to float32 on a CPU), NCHW, the per-sample demodulation sum.
+# "default" is what `train --preset cpu` runs now on a CPU (--ops auto -> the fused CPU kernels).
+MAIN = dict(ops="ref", over=dict(fp16_dtype="float16", channels_last=False), regrouped=False)
+DEFAULT = dict(ops="cpu", over=dict(), regrouped=True)
+
+
+def _main_plus(**kw):
+    v = {**MAIN, **{k: val for k, val in kw.items() if k != "over"}}
+    v["over"] = {**MAIN["over"], **kw.get("over", {})}
+    return v
+
+
+def _default_plus(**kw):
+    v = {**DEFAULT, **{k: val for k, val in kw.items() if k != "over"}}
+    v["over"] = {**DEFAULT["over"], **kw.get("over", {})}
+    return v
+
+
 VARIANTS = {
-    "base": dict(),
-    "amp-bf16": dict(amp="bf16"),
-    "channels_last": dict(channels_last=True),
-    "amp-bf16+cl": dict(amp="bf16", channels_last=True),
-    "bf16-blocks+cl": dict(over=dict(fp16_dtype="bfloat16"), channels_last=True),
-    "fused-modconv": dict(fused=True),
-    "amp-bf16+cl+fused": dict(amp="bf16", channels_last=True, fused=True),
-    "ops-cpu": dict(ops="cpu"),
-    "ops-cpu+bf16-blocks+cl": dict(ops="cpu", over=dict(fp16_dtype="bfloat16"), channels_last=True),
-    "ops-cpu+amp-bf16+cl": dict(ops="cpu", amp="bf16", channels_last=True),
-    "base-1thread": dict(threads=1),
-    "base-2threads": dict(threads=2),
-    "compile": dict(compile=True),
-    "amp-bf16+cl+compile": dict(amp="bf16", channels_last=True, compile=True),
+    "main": MAIN,
+    "base": MAIN,  # the name the earlier tables use
+    "amp-bf16": _main_plus(amp="bf16"),
+    "channels_last": _main_plus(over=dict(channels_last=True)),
+    "amp-bf16+cl": _main_plus(amp="bf16", over=dict(channels_last=True)),
+    "bf16-blocks+cl": _main_plus(over=dict(fp16_dtype="bfloat16", channels_last=True)),
+    "fused-modconv": _main_plus(fused=True),
+    "amp-bf16+cl+fused": _main_plus(amp="bf16", over=dict(channels_last=True), fused=True),
+    "ops-cpu": _main_plus(ops="cpu"),
+    "ops-cpu+bf16-blocks+cl": _main_plus(ops="cpu", over=dict(fp16_dtype="bfloat16", channels_last=True)),
+    "ops-cpu+amp-bf16+cl": _main_plus(ops="cpu", amp="bf16", over=dict(channels_last=True)),
+    "regrouped": _main_plus(regrouped=True),
+    "base-1thread": _main_plus(threads=1),
+    "base-2threads": _main_plus(threads=2),
+    "compile": _main_plus(compile=True),
+    "amp-bf16+cl+compile": _main_plus(amp="bf16", over=dict(channels_last=True), compile=True),
+    # today's default, and it with one lever taken off (what each lever is worth on top of the others)
+    "default": DEFAULT,
+    "default-no-cpu-ops": _default_plus(ops="ref"),
+    "default-fp32": _default_plus(over=dict(fp16_dtype="float16")),
+    "default-nchw": _default_plus(over=dict(channels_last=False)),
+    "default-old-modconv": _default_plus(regrouped=False),
+    "default+compile": _default_plus(compile=True),
+    "default-1thread": _default_plus(threads=1),
 }
+
+
+def _use_variant(v, default_impl, threads):
+    """The process-wide switches of variant v, set before each of its steps (the trainers share a process)."""
+    from stylegan_anime.cuda_ops import set_default_impl
+    from stylegan_anime.stylegan2 import layers
+    torch.set_num_threads(v.get("threads", threads))
+    set_default_impl(v.get("ops", default_impl))
+    layers.MODCONV_REGROUPED = v.get("regrouped", True)
 
 
 def levers(args) -> None:
@@ -253,10 +296,8 @@ def levers(args) -> None:
     trainers, compile_s = {}, {}
     for name in names:
         v = VARIANTS[name]
-        set_default_impl(v.get("ops", default_impl))
+        _use_variant(v, default_impl, threads)
         t = build("cpu", 64, None, amp=v.get("amp", "off"), **v.get("over", {}))
-        if v.get("channels_last"):
-            cpu_speed.use_channels_last(t)
         if v.get("fused"):
             cpu_speed.use_fused_modconv(t)
         w0, c0 = clocks()
@@ -278,8 +319,7 @@ def levers(args) -> None:
     for _ in range(args.cycles * 16):
         for n in names:
             t = trainers[n]
-            torch.set_num_threads(VARIANTS[n].get("threads", threads))
-            set_default_impl(VARIANTS[n].get("ops", default_impl))  # --ops cpu: the fused C++ kernels
+            _use_variant(VARIANTS[n], default_impl, threads)
             w0, c0 = clocks()
             t.step()
             w1, c1 = clocks()
@@ -291,6 +331,7 @@ def levers(args) -> None:
     flops_img = None
     with contextlib.suppress(Exception):
         t = trainers[names[0]]
+        _use_variant(VARIANTS[names[0]], default_impl, threads)
         per_iter = 0.0
         for p in t.recipe.phases:
             with cpu_speed.FlopCounter() as fc:
@@ -360,11 +401,12 @@ def phase_ab(args) -> None:
     print(f"# {torch.get_num_threads()} thread(s); {preset} preset {size} px batch {batch}; G and D phases, "
           f"{args.reps} run(s) each per variant, interleaved")
     trainers = {}
+    from stylegan_anime.cuda_ops import get_default_impl
+    default_impl, threads = get_default_impl(), torch.get_num_threads()
     for n in names:
         v = VARIANTS[n]
+        _use_variant(v, default_impl, threads)
         t = build(preset, size, batch, amp=v.get("amp", "off"), **v.get("over", {}))
-        if v.get("channels_last"):
-            cpu_speed.use_channels_last(t)
         for p in t.recipe.phases:
             if p.interval == 1:
                 run_phase(t, p)  # warm-up
@@ -373,6 +415,7 @@ def phase_ab(args) -> None:
     for _ in range(args.reps):
         for n in names:
             t = trainers[n]
+            _use_variant(VARIANTS[n], default_impl, threads)
             for p in t.recipe.phases:
                 if p.interval == 1:
                     w0, c0 = clocks()
@@ -395,8 +438,9 @@ def main(argv=None) -> int:
     a.add_argument("--configs", default="cpu64,cpu128,auto64b8")
     a.add_argument("--reps", type=int, default=4, help="timed runs of each every-iteration phase (lazy: half)")
     a.add_argument("--no-profile", action="store_true")
+    a.add_argument("--variant", default="main", help="the configuration measured (see VARIANTS): main or default")
     b = sub.add_parser("levers")
-    b.add_argument("--variants", default="base,amp-bf16,channels_last,amp-bf16+cl,bf16-blocks+cl")
+    b.add_argument("--variants", default="main,default")
     b.add_argument("--cycles", type=int, default=1)
     b.add_argument("--warmup", type=int, default=2)
     c = sub.add_parser("phases")

@@ -147,29 +147,32 @@ good checkpoint; learning rate, --gamma or fp16 are likely causes);
               help="a diverged run stops (exit code 3, nothing saved after the last good checkpoint) after N "
                    "iterations in a row with most optimiser steps skipped for NaN/inf gradients; 0: never")
 @click.option("--ops", type=click.Choice(["auto", "cuda", "ref", "cpu"]), default="auto", show_default=True,
-              help="custom ops: fused CUDA kernels (built on first use), the PyTorch reference, auto, or cpu (fused "
-                   "CPU kernels, built on first use; only when asked for)")
+              help="custom ops: cuda (fused CUDA kernels), cpu (fused CPU kernels), ref (the PyTorch reference) or "
+                   "auto: the fused kernels of the device (built once on first use, about a minute), the reference "
+                   "where they cannot build")
 @_model_options
 @click.pass_context
 def train(ctx, **kw):
     """Train a GAN (any model) on a folder, zip, packed set or the built-in demo faces."""
-    from ..cuda_ops import set_default_impl
+    from ..cuda_ops import get_default_impl, set_default_impl
     from ..training import distributed
 
     console.begin_command()  # a closed terminal or pipe never stops the run; lines for RUN/log.txt (console.py)
-    set_default_impl(kw.pop("ops"))
+    ops, previous_ops = kw.pop("ops"), get_default_impl()
+    set_default_impl(ops)
     d = distributed.init_from_env(kw["device"])  # a torchrun launch: join the group; else one process
     try:
-        _train(ctx, kw, d)
+        _train(ctx, kw, d, ops)
     except RuntimeError as e:  # a collective failed: some other rank died (torchrun stops the rest)
         if not d.active or isinstance(e, USER_ERRORS):
             raise
         raise RankFailed(f"rank {d.rank}: another process of the run stopped ({str(e).splitlines()[0]})") from None
     finally:
         distributed.shutdown()
+        set_default_impl(previous_ops)  # in-process callers (tests, notebooks) get the process default back
 
 
-def _train(ctx, kw: dict, d) -> None:
+def _train(ctx, kw: dict, d, ops: str = "auto") -> None:
     from ..data import open_dataset
     from ..training.distributed import barrier, broadcast_object
     from ..training.trainer import Diverged, Interrupted, Trainer, train_seconds
@@ -229,6 +232,13 @@ def _train(ctx, kw: dict, d) -> None:
         hint = cpu_preset_hint(cfg)  # a GPU preset on a CPU: the expected speed, within seconds
         if hint:
             say(hint)
+    if ops == "auto" and cfg.model == "stylegan2" and _device_type(cfg.device) == "cpu":
+        if long_cpu_run(cfg):
+            from ..cuda_ops.backend import prefer_cpu_kernels
+            prefer_cpu_kernels(say)  # the fused CPU kernels (1.4x a step) when they build, else the reference ops
+        else:
+            say("ops: the PyTorch reference (a short run: building the fused CPU kernels, about a minute once, "
+                "would not pay; --ops cpu builds and uses them)")
     run_dir = None
     if d.is_main:  # errors above come before any folder is made
         if state is None or imported:
@@ -300,6 +310,18 @@ def _lock_run(ctx, run: Path | None, d) -> RunLock | None:
     lock = ctx.with_resource(RunLock(run))
     remove_stale_temps(run)
     return lock
+
+
+# `--ops auto` builds the fused CPU kernels (about a minute, once per machine) for a run that can last at least
+# this many kimg at 64 px (4x fewer at 128 px ...) and at least LONG_RUN_MINUTES: a short demo would spend more time
+# compiling than the kernels save. Decided from the command alone, so that a resumed run makes the same choice.
+LONG_RUN_KIMG64 = 10.0
+LONG_RUN_MINUTES = 5.0
+
+
+def long_cpu_run(cfg) -> bool:
+    kimg64 = cfg.kimg * (cfg.size / 64) ** 2
+    return kimg64 >= LONG_RUN_KIMG64 and (cfg.minutes is None or cfg.minutes >= LONG_RUN_MINUTES)
 
 
 def _device_type(name: str) -> str:

@@ -240,6 +240,29 @@ def conv2d_resample(
 _REDUCED = (torch.float16, torch.bfloat16)
 
 
+# The non-fused modulated convolution's evaluation order since issue #22: the demodulation sum regrouped
+# (_demod_coefs) and x * dcoefs + noise in one pass. False: the order before it, which tools/bench_cpu.py's
+# `main` variant times (the same function within float rounding: tests/test_cpu_speed.py).
+MODCONV_REGROUPED = True
+
+
+def _demod_coefs(weight: torch.Tensor, styles: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """[N, O] = 1 / sqrt(sum_{i,k} (weight[o,i,k] * styles[n,i])^2 + 1e-8).
+
+    From the per-sample weights `w` [N, O, I, kh, kw] when they are built anyway (the fused path); otherwise the
+    same sum regrouped, sum_i styles[n,i]^2 * (sum_k weight[o,i,k]^2), over N * O * I elements instead of building,
+    squaring and reducing N * O * I * k^2 (and their backward), which was ~7% of a CPU training step at the `cpu`
+    preset (tools/bench_cpu.py; tests/test_cpu_speed.py checks the two in float64). Element-wise and a sum, not
+    a matmul, so that autocast (--amp) leaves it in float32 as before.
+    """
+    if w is None and not MODCONV_REGROUPED:
+        w = weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
+    if w is not None:
+        return (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+    return ((styles.square().unsqueeze(1) * wsq.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -280,15 +303,17 @@ def modulated_conv2d(
 
     w = None  # [N, O, I, kh, kw] per-sample weights
     dcoefs = None  # [N, O] demodulation coefficients
-    if demodulate or fused_modconv:
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(N, 1, I, 1, 1)
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        dcoefs = _demod_coefs(weight, styles, w)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(N, I, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
+        if demodulate and noise is not None and MODCONV_REGROUPED:  # x * dcoefs + noise in one pass
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, O, 1, 1))
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(N, O, 1, 1)
         if noise is not None:

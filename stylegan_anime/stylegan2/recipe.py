@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..training.config import ConfigError
+from ..training import cpu_speed
 from ..training.recipe import Batch, Phase, Recipe, RecipeConfig, adam
 from .discriminator import Discriminator
 from .generator import Generator
@@ -63,7 +64,11 @@ class StyleGAN2Config(RecipeConfig):
                                         "[preset auto/paper: 16384]", min=1)
     channel_max: int | None = _f(None, "maximum channels per layer [preset auto/paper: 512]", min=1)
     num_fp16_res: int = _f(4, "run the top N resolutions in reduced precision (0: all fp32)", min=0)
-    fp16_dtype: str = _f("float16", "reduced-precision dtype of those layers", choices=("float16", "bfloat16"))
+    fp16_dtype: str | None = _f(None, "reduced-precision dtype of those layers (float16 blocks compute in float32 on "
+                                      "a CPU) [preset cpu: bfloat16, others: float16]",
+                                choices=("float16", "bfloat16"))
+    channels_last: bool = _f(True, "on a CPU: G's and D's weights, and so their activations, in the channels_last "
+                                   "(NHWC) memory layout, oneDNN's fast one; the same numbers within rounding")
     conv_clamp: float = _f(256.0, "clamp conv outputs to +-N (keeps reduced precision finite; 0: off)", min=0)
     lr: float | None = _f(None, "learning rate of G and D before lazy adjustment [0.0025]", min_exclusive=0)
     beta1: float = _f(0.0, "Adam beta1 (both networks)", min=0, max_exclusive=1)
@@ -102,7 +107,8 @@ def _spec(batch, mbstd, fmaps, lr, gamma, ema, ramp, map_layers, **extra):
     """One row of stylegan2-ada-pytorch train.py's cfg_specs in this recipe's field names."""
     return dict(batch=batch, mbstd_group=mbstd, channel_base=fmaps if callable(fmaps) else int(fmaps * 32768),
                 channel_max=512, lr=lr, gamma=gamma, ema_kimg=ema, ema_rampup=0.0 if ramp is None else ramp,
-                map_layers=map_layers, pl_weight=2.0, style_mixing=0.9, d_architecture="resnet", **extra)
+                map_layers=map_layers, pl_weight=2.0, style_mixing=0.9, d_architecture="resnet", fp16_dtype="float16",
+                **extra)
 
 
 _AUTO = _spec(batch=_auto_batch, mbstd=lambda res, batch, gpus: min(batch // gpus, 4),
@@ -121,7 +127,10 @@ PRESET_VALUES = {
     "paper": {**_AUTO, "batch": 32, "channel_base": 16384, "lr": 0.0025, "mbstd_group": 4, "map_layers": 8,
               "gamma": 10.0, "ema_rampup": 0.0},
     "cpu": {**_AUTO, "batch": 16, "channel_base": lambda res, batch, gpus: 16 * res, "channel_max": 64,
-            "lr": 0.0025, "mbstd_group": 4, "pl_weight": 0.0, "style_mixing": 0.0},
+            "lr": 0.0025, "mbstd_group": 4, "pl_weight": 0.0, "style_mixing": 0.0,
+            # bfloat16 runs on a CPU (float16 blocks fall back to float32 there) and twice as fast with AVX-512
+            # BF16 / AMX; it keeps float32's range, so no loss scaling (docs/benchmarks.md, issue #22).
+            "fp16_dtype": "bfloat16"},
 }
 # The size each NVlabs preset was made for (others: any size).
 PRESET_SIZES = {"paper256": 256, "paper512": 512, "paper1024": 1024, "cifar": 32}
@@ -282,6 +291,9 @@ class StyleGAN2(Recipe):
         G_kwargs, D_kwargs = network_kwargs(cfg, resolution, c_dim)
         G, D = Generator(**G_kwargs), Discriminator(**D_kwargs)
         self.nets = {"G": G.to(self.device), "D": D.to(self.device)}
+        if cfg.channels_last and self.device.type == "cpu":  # before the optimisers: Adam's moments take the layout
+            for net in (G, D):
+                cpu_speed.to_channels_last(net)
         self.opts = {
             "G": self._adam(G, cfg.pl_interval if cfg.pl_weight > 0 else 0),
             "D": self._adam(D, cfg.r1_interval if cfg.gamma > 0 else 0),

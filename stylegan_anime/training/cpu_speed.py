@@ -1,5 +1,8 @@
-"""CPU speed levers and the measurements behind them (issue #22). Nothing here is on by default: each lever is a
-function the caller opts into, measured A/B by tools/bench_cpu.py (numbers in docs/benchmarks.md).
+"""CPU speed levers and the measurements behind them (issue #22), A/B by tools/bench_cpu.py (numbers in
+docs/benchmarks.md). The levers that paid are defaults elsewhere: channels_last is the StyleGAN2 recipe's
+`channels_last` field (on a CPU; `to_channels_last` below does it), bfloat16 blocks the `cpu` preset's
+`fp16_dtype`, the fused CPU kernels `train --ops auto` on a CPU (cuda_ops.backend.prefer_cpu_kernels), the
+regrouped demodulation stylegan2/layers.py. The rest stay opt-in functions here:
 
     cpu_peak()                 the core's peak GFLOP/s in fp32 and bf16, from /proc/cpuinfo (flags and clock)
     FlopCounter                FLOPs of matmuls and convolutions (forward, backward, double backward) of a block
@@ -124,7 +127,8 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(int(n))
 
 
-def _to_channels_last(module: torch.nn.Module) -> None:
+def to_channels_last(module: torch.nn.Module) -> None:
+    """Every 4-D parameter and buffer of `module` in channels_last (NHWC), in place."""
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             if t.ndim == 4:
@@ -136,7 +140,7 @@ def use_channels_last(trainer) -> None:
     native blocked layout and their outputs stay NHWC; the numbers do not change (a memory layout only). Call
     before the first step (Adam's moments take the weights' layout when they are created)."""
     for net in list(trainer.recipe.nets.values()) + [trainer.G_ema]:
-        _to_channels_last(net)
+        to_channels_last(net)
 
 
 def use_fused_modconv(trainer, min_res: int = 32) -> None:
