@@ -34,16 +34,16 @@ SHAPES = [(64, 8), (64, 16), (64, 32), (32, 64), (16, 64)]  # (channels, pixels)
 BATCH = 16
 
 
-def _cases(C: int, H: int, dtype: torch.dtype):
+def _cases(C: int, H: int, dtype: torch.dtype, layout=torch.contiguous_format):
     f = upfirdn2d.setup_filter([1, 3, 3, 1], separable=False)
     g = torch.Generator().manual_seed(C * 1000 + H)
-    x = torch.randn(BATCH, C, H, H, generator=g).to(dtype)
+    x = torch.randn(BATCH, C, H, H, generator=g).to(dtype).contiguous(memory_format=layout)
     b = torch.randn(C, generator=g).to(dtype)
     return [
         ("bias_act lrelu clamp", x, b, lambda x, b, impl: bias_act.bias_act(x, b, act="lrelu", clamp=256, impl=impl)),
         ("filter2d 4x4 (gain 4)", x, None, lambda x, b, impl: upfirdn2d.filter2d(x, f, gain=4, impl=impl)),
         ("downsample2d 4x4", x, None, lambda x, b, impl: upfirdn2d.downsample2d(x, f, impl=impl)),
-        ("upsample2d 4x4", x[:, :, : H // 2, : H // 2].contiguous(), None,
+        ("upsample2d 4x4", x[:, :, : H // 2, : H // 2].contiguous(memory_format=layout), None,
          lambda x, b, impl: upfirdn2d.upsample2d(x, f, impl=impl)),
     ]
 
@@ -59,12 +59,14 @@ def ops(args) -> None:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     plugin = {op: build.get_plugin(op) for op in build.CPU_OPS}  # build (or load) first: not timed
     print(f"# torch {torch.__version__}; kernels: {plugin['upfirdn2d_cpu'].isa()}; {args.dtype}; batch {BATCH}; "
+          f"{'channels_last' if args.channels_last else 'NCHW'}; "
           f"forward + backward; median of {args.reps} interleaved rounds; ms per call (wall / CPU)")
     print(f"{'op':<24} {'shape':>10} {'thr':>3} {'ref wall':>9} {'cpu wall':>9} {'ref CPU':>8} {'cpu CPU':>8} "
           f"{'x wall':>7} {'x CPU':>6}")
     totals = {}
     for C, H in SHAPES:
-        for name, x, b, fn in _cases(C, H, dtype):
+        layout = torch.channels_last if args.channels_last else torch.contiguous_format
+        for name, x, b, fn in _cases(C, H, dtype, layout):
             for threads in args.threads:
                 torch.set_num_threads(threads)
                 for impl in ("ref", "cpu"):  # warm up
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
     o.add_argument("--reps", type=int, default=20)
     o.add_argument("--threads", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2])
     o.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    o.add_argument("--channels-last", action="store_true", help="inputs in channels_last (training's layout on a CPU)")
     t = sub.add_parser("train")
     t.add_argument("--steps", type=int, default=32)
     t.add_argument("--warmup", type=int, default=3)
