@@ -67,13 +67,10 @@ inline void fir4x4_row(A* __restrict out, const A* __restrict r0, const A* __res
     }
 }
 
-template <typename T>
-void planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
-    using A = typename Acc<T>::type;
-    const int fw = p.filter_w, fh = p.filter_h, upx = p.up_x, upy = p.up_y, dnx = p.down_x, dny = p.down_y;
-    const int W = p.in_w, H = p.in_h, OW = p.out_w, OH = p.out_h;
-
-    // The filter in tap-position order (t = 0 meets the first pixel of the window), times the scale.
+// The filter in tap-position order (t = 0 meets the first pixel of the window), times the scale: [fh * fw].
+template <typename A>
+std::vector<A> taps_in_order(const Upfirdn2dCpuParams& p) {
+    const int fw = p.filter_w, fh = p.filter_h;
     std::vector<A> F(static_cast<size_t>(fh) * fw);
     const A* f = static_cast<const A*>(p.f);
     for (int ty = 0; ty < fh; ++ty)
@@ -81,6 +78,16 @@ void planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
             const int ky = p.flip ? ty : fh - 1 - ty, kx = p.flip ? tx : fw - 1 - tx;
             F[static_cast<size_t>(ty) * fw + tx] = static_cast<A>(static_cast<double>(f[ky * fw + kx]) * p.scale);
         }
+    return F;
+}
+
+template <typename T>
+void planes(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
+    using A = typename Acc<T>::type;
+    const int fw = p.filter_w, fh = p.filter_h, upx = p.up_x, upy = p.up_y, dnx = p.down_x, dny = p.down_y;
+    const int W = p.in_w, H = p.in_h, OW = p.out_w, OH = p.out_h;
+
+    const std::vector<A> F = taps_in_order<A>(p);
 
     // Along x: output ox reads input ix0[ox] + j with tap tx0[ox] + j * up_x (< fw).
     std::vector<int> ix0(OW), tx0(OW);
@@ -204,13 +211,7 @@ void rows_nhwc(const Upfirdn2dCpuParams& p, int64_t begin, int64_t end) {
     const int fw = p.filter_w, fh = p.filter_h, upx = p.up_x, upy = p.up_y, dnx = p.down_x, dny = p.down_y;
     const int W = p.in_w, H = p.in_h, OW = p.out_w, OH = p.out_h, C = p.c;
 
-    std::vector<A> F(static_cast<size_t>(fh) * fw);  // tap-position order, times the scale (as in planes)
-    const A* f = static_cast<const A*>(p.f);
-    for (int ty = 0; ty < fh; ++ty)
-        for (int tx = 0; tx < fw; ++tx) {
-            const int ky = p.flip ? ty : fh - 1 - ty, kx = p.flip ? tx : fw - 1 - tx;
-            F[static_cast<size_t>(ty) * fw + tx] = static_cast<A>(static_cast<double>(f[ky * fw + kx]) * p.scale);
-        }
+    const std::vector<A> F = taps_in_order<A>(p);
     // Along x: output ox reads input ix0[ox] + j with tap tx0[ox] + j * up_x (< fw); taps outside the
     // input are dropped here, once, so that the inner loops need no checks.
     std::vector<int> tap_begin(OW + 1);

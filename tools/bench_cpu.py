@@ -237,16 +237,17 @@ MAIN = dict(ops="ref", over=dict(fp16_dtype="float16", channels_last=False), reg
 DEFAULT = dict(ops="cpu", over=dict(), regrouped=True)
 
 
+def _plus(base, **kw):
+    """Variant `base` with the given keys replaced and `over` merged into its recipe overrides."""
+    return {**base, **{k: v for k, v in kw.items() if k != "over"}, "over": {**base["over"], **kw.get("over", {})}}
+
+
 def _main_plus(**kw):
-    v = {**MAIN, **{k: val for k, val in kw.items() if k != "over"}}
-    v["over"] = {**MAIN["over"], **kw.get("over", {})}
-    return v
+    return _plus(MAIN, **kw)
 
 
 def _default_plus(**kw):
-    v = {**DEFAULT, **{k: val for k, val in kw.items() if k != "over"}}
-    v["over"] = {**DEFAULT["over"], **kw.get("over", {})}
-    return v
+    return _plus(DEFAULT, **kw)
 
 
 VARIANTS = {
